@@ -1,0 +1,128 @@
+//! The plugin author SDK: config helpers and the `export_plugin!` macro.
+//!
+//! A plugin crate is its component types (each implementing one component trait of [`crate::api`]
+//! and [`Component`](crate::abi::Component)) plus one line:
+//!
+//! ```ignore
+//! longrl_core::export_plugin!(reward: [KeywordReward]);
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::ConfigKey;
+use crate::{Error, Result};
+
+/// Parse a component's config table into its config struct (use `#[serde(deny_unknown_fields,
+/// default)]` on it): unknown keys and bad values become errors naming the key.
+pub fn parse_config<T: DeserializeOwned>(component: &str, config: &serde_json::Value) -> Result<T> {
+    let config = if config.is_null() { serde_json::Value::Object(Default::default()) } else { config.clone() };
+    serde_json::from_value(config).map_err(|e| Error::config(component, e))
+}
+
+/// Document a config struct: every key of `T::default()` with its default value and doc line.
+pub fn config_keys<T: Serialize + Default>(docs: &[(&str, &str)]) -> Vec<ConfigKey> {
+    let defaults = serde_json::to_value(T::default()).unwrap_or_default();
+    let serde_json::Value::Object(map) = defaults else { return Vec::new() };
+    map.into_iter()
+        .map(|(key, default)| {
+            let doc = docs.iter().find(|(k, _)| *k == key).map(|(_, d)| d.to_string());
+            ConfigKey { key, default, doc: doc.unwrap_or_else(|| "(undocumented)".to_string()) }
+        })
+        .collect()
+}
+
+/// For a plugin's unit tests: every key of `T` documented, and no doc for a key `T` lacks.
+pub fn check_config_docs<T: Serialize + Default>(docs: &[(&str, &str)]) -> std::result::Result<(), String> {
+    let keys = config_keys::<T>(docs);
+    let undocumented: Vec<&str> =
+        keys.iter().filter(|k| k.doc == "(undocumented)").map(|k| k.key.as_str()).collect();
+    let stale: Vec<&str> = docs.iter().map(|(k, _)| *k).filter(|d| !keys.iter().any(|k| k.key == *d)).collect();
+    if undocumented.is_empty() && stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("undocumented keys: {undocumented:?}; documented but unknown: {stale:?}"))
+    }
+}
+
+/// The symbol abi_stable looks up for the root module (checked against abi_stable by a unit test).
+#[doc(hidden)]
+pub const ROOT_MODULE_LOADER_NAME: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// Export a plugin library's components: `export_plugin!(reward: [A, B], sampler: [C]);`
+///
+/// Kinds: `policy`, `algorithm`, `curriculum`, `sampler`, `reward`. Each type implements the kind's
+/// trait and [`Component`](crate::abi::Component).
+#[macro_export]
+macro_rules! export_plugin {
+    ($($kind:ident : [$($component:ty),* $(,)?]),* $(,)?) => {
+        #[doc(hidden)]
+        fn __longrl_registry() -> $crate::abi::Registry {
+            $crate::abi::Registry::new() $($( .$kind::<$component>() )*)*
+        }
+
+        /// Read by the longrl host before anything else: what this library was built with.
+        #[unsafe(no_mangle)]
+        pub static LONGRL_PLUGIN_DECLARATION: $crate::abi::PluginDeclaration = $crate::abi::PluginDeclaration {
+            magic: $crate::abi::DECLARATION_MAGIC,
+            abi_version: $crate::ABI_VERSION,
+            core_version: $crate::c_strings::CORE_VERSION.as_ptr(),
+            tch_version: $crate::c_strings::TCH_VERSION.as_ptr(),
+            libtorch_version: $crate::c_strings::LIBTORCH_VERSION.as_ptr(),
+        };
+
+        #[doc(hidden)]
+        fn __longrl_root_module() -> $crate::abi::PluginModuleRef {
+            $crate::abi::__root_module(__longrl_registry)
+        }
+
+        #[doc(hidden)]
+        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+        pub static __LONGRL_ROOT_MODULE_LOADER: $crate::__private::abi_stable::library::LibHeader = {
+            extern "C" fn erased() -> $crate::__private::abi_stable::library::RootModuleResult {
+                $crate::__private::abi_stable::library::__call_root_module_loader(__longrl_root_module)
+            }
+            // SAFETY: this is what abi_stable's `export_root_module` expands to, with the paths
+            // routed through longrl-core so plugin crates need no direct abi_stable dependency.
+            unsafe {
+                $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::abi::PluginModuleRef>(
+                    erased,
+                    $crate::__private::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Demo {
+        phrase: String,
+        weight: f32,
+    }
+
+    #[test]
+    fn root_module_symbol_matches_abi_stable() {
+        assert_eq!(ROOT_MODULE_LOADER_NAME, abi_stable::library::ROOT_MODULE_LOADER_NAME);
+    }
+
+    #[test]
+    fn unknown_config_key_is_named() {
+        let err = parse_config::<Demo>("reward/demo", &serde_json::json!({"phrasee": "x"})).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("reward/demo") && text.contains("phrasee"), "{text}");
+    }
+
+    #[test]
+    fn config_docs_cover_every_key() {
+        assert!(check_config_docs::<Demo>(&[("phrase", "p"), ("weight", "w")]).is_ok());
+        let err = check_config_docs::<Demo>(&[("phrase", "p"), ("colour", "c")]).unwrap_err();
+        assert!(err.contains("weight") && err.contains("colour"), "{err}");
+        let keys = config_keys::<Demo>(&[("phrase", "p"), ("weight", "w")]);
+        assert_eq!(keys.len(), 2);
+    }
+}

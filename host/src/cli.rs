@@ -1,0 +1,63 @@
+//! Command-line entry: global options, subcommand dispatch, error reporting.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
+
+use crate::commands::Command;
+use crate::config::{Config, ConfigSources};
+use crate::logging::{self, LogFormat};
+use crate::plugins::{PluginSet, search_paths};
+
+#[derive(Parser, Debug)]
+#[command(name = "longrl", version, about = "Long-context reasoning RL (the QwenLong-L1 recipe) with swappable plugins")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// TOML config file (layered over the built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override a config key: `--set train.lr=1e-6` (repeatable; applied last).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter (`longrl=debug`).
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    pub fn sources(&self) -> ConfigSources {
+        ConfigSources { file: self.config.clone(), overrides: self.overrides.clone() }
+    }
+
+    /// The merged config of this invocation.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.sources())
+    }
+
+    /// Every plugin on the search path of `config`.
+    pub fn load_plugins(&self, config: &Config) -> anyhow::Result<PluginSet> {
+        Ok(PluginSet::load(&search_paths(&config.plugins.paths))?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.global.log_level, cli.global.log_format);
+    match crate::commands::run(cli.command, &cli.global) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! `longrl plot` (in progress).
+
+use crate::cli::GlobalArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<()> {
+    anyhow::bail!("`longrl plot` is not available in this build yet")
+}

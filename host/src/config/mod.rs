@@ -1,0 +1,180 @@
+//! The run configuration: built-in defaults, then the TOML file (`--config`), then `LONGRL_*`
+//! environment variables (`__` nests), then `--set key=value` flags; the last one wins.
+//! Unknown keys are errors that name the key and where it came from.
+
+mod data;
+mod eval;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use longrl_core::device::DeviceChoice;
+use serde::{Deserialize, Serialize};
+
+pub use data::*;
+pub use eval::*;
+pub use train::*;
+
+/// Environment variables with the `LONGRL_` prefix that are not config keys.
+const NON_CONFIG_ENV: &[&str] = &["PLUGIN_PATH", "LOG"];
+
+/// One component: which one (`name`) and its own config table, passed to it as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    pub name: String,
+    #[serde(default = "empty_table")]
+    pub config: serde_json::Value,
+}
+
+fn empty_table() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl ComponentConfig {
+    pub fn named(name: &str) -> Self {
+        ComponentConfig { name: name.to_string(), config: empty_table() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directories or library files searched for plugins, before `LONGRL_PLUGIN_PATH` and the
+    /// directory of the `longrl` binary.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Rewards are scored in order; with `cascade`, a later reward is asked only for responses whose best
+/// score so far is below `max_score` (the hybrid reward: the judge only when the rule fails).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    pub components: Vec<ComponentConfig>,
+    pub cascade: bool,
+    pub max_score: f32,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig { components: vec![ComponentConfig::named("rule")], cascade: true, max_score: 1.0 }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub seed: u64,
+    /// `auto` (CUDA when available), `cpu` or `cuda:N`.
+    pub device: DeviceChoice,
+    /// Where metrics, checkpoints and reports go.
+    pub run_dir: PathBuf,
+    pub plugins: PluginsConfig,
+    pub policy: ComponentConfig,
+    pub algorithm: ComponentConfig,
+    pub curriculum: ComponentConfig,
+    pub sampler: ComponentConfig,
+    pub reward: RewardConfig,
+    pub data: DataConfig,
+    pub sft: SftConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 0,
+            device: DeviceChoice::Auto,
+            run_dir: PathBuf::from("runs/default"),
+            plugins: PluginsConfig::default(),
+            policy: ComponentConfig::named("qwen"),
+            algorithm: ComponentConfig::named("grpo"),
+            curriculum: ComponentConfig::named("phased"),
+            sampler: ComponentConfig::named("uniform"),
+            reward: RewardConfig::default(),
+            data: DataConfig::default(),
+            sft: SftConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// Where the layers come from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    pub file: Option<PathBuf>,
+    /// `key=value` pairs; the value is read as TOML (`3`, `true`, `"x"`, `[1, 2]`), else as a string.
+    pub overrides: Vec<String>,
+}
+
+impl Config {
+    pub fn figment(sources: &ConfigSources) -> anyhow::Result<Figment> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &sources.file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("LONGRL_").split("__").ignore(NON_CONFIG_ENV));
+        for item in &sources.overrides {
+            let (key, value) = parse_override(item)?;
+            figment = figment.merge(Serialized::global(&key, value));
+        }
+        Ok(figment)
+    }
+
+    /// Merge every layer and check the result.
+    pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
+        let figment = Self::figment(sources)?;
+        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.reward.components.is_empty() {
+            anyhow::bail!("config key `reward.components`: at least one reward is needed");
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+/// `a.b.c=value` → (`a.b.c`, value parsed as a TOML value, or the raw string).
+pub fn parse_override(item: &str) -> anyhow::Result<(String, toml::Value)> {
+    let Some((key, raw)) = item.split_once('=') else {
+        anyhow::bail!("--set `{item}`: expected key=value");
+    };
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        anyhow::bail!("--set `{item}`: `{key}` is not a dotted key");
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    Ok((key.to_string(), value))
+}
+
+/// figment's errors already name the key and the source; make every error of a chain visible.
+fn describe_figment_error(error: figment::Error) -> String {
+    error.into_iter().map(|e| format!("config error: {e}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Resolve a path from the config against the current directory (the convention of every key).
+pub fn resolve(path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) }
+}
+
+#[cfg(test)]
+mod tests;

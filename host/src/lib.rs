@@ -1,0 +1,8 @@
+//! The longrl host as a library: the `longrl` binary is a thin `main` over [`cli`], and integration
+//! tests drive the same code.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod plugins;

@@ -1,0 +1,5 @@
+//! The `longrl` binary.
+
+fn main() -> std::process::ExitCode {
+    longrl_host::cli::main()
+}

@@ -1,0 +1,149 @@
+//! `cargo xtask`: one entry for every chore. Built apart from the workspace (its own target dir),
+//! so it runs before libtorch exists and never rebuilds the main workspace's artifacts.
+
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "longrl project chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Chore,
+}
+
+#[derive(Subcommand)]
+enum Chore {
+    /// Create .venv with torch 2.13.0 and the test oracles, and link libtorch as .libtorch.
+    Setup,
+    /// Build every plugin library, then run every test of the workspace on CPU.
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--workspace`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The main job: the tiny recipe (SFT, two RL phases, evaluation) on synthetic long-document QA.
+    Demo {
+        /// Run directory (default: runs/demo-<timestamp>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Extra `--set key=value` overrides for the run.
+        #[arg(long = "set")]
+        overrides: Vec<String>,
+    },
+    /// Build the host and all plugin libraries.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Benchmarks printed side by side with their reference (`generate`, `logprobs`, `judge`).
+    Bench {
+        what: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Validate and plan (`--dry-run`) or run a reproduction config from configs/.
+    Repro {
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = repo_root();
+    match cli.command {
+        Chore::Setup => setup::run(&root),
+        Chore::Test { args } => {
+            setup::run(&root)?;
+            build(&root, false)?;
+            let mut cmd = cargo(&root);
+            cmd.args(["test", "--workspace"]).args(args);
+            run(cmd)
+        }
+        Chore::Demo { run_dir, overrides } => {
+            setup::run(&root)?;
+            build(&root, true)?;
+            let run_dir = run_dir.unwrap_or_else(|| root.join("runs").join(format!("demo-{}", timestamp())));
+            let mut cmd = Command::new(root.join("target/release/longrl"));
+            cmd.current_dir(&root).args(["train", "--config", "configs/tiny.toml", "--run-dir"]).arg(&run_dir);
+            for o in overrides {
+                cmd.args(["--set", &o]);
+            }
+            run(cmd)?;
+            let report = run_dir.join("report.md");
+            if let Ok(text) = std::fs::read_to_string(&report) {
+                println!("\n{text}");
+            }
+            println!("run directory: {}", run_dir.display());
+            Ok(())
+        }
+        Chore::Build { release } => {
+            setup::run(&root)?;
+            build(&root, release)
+        }
+        Chore::Bench { what, args } => {
+            setup::run(&root)?;
+            build(&root, true)?;
+            let mut cmd = Command::new(setup::venv_python(&root));
+            cmd.current_dir(&root).arg(root.join("xtask/bench").join(format!("{what}.py"))).args(args);
+            let script = root.join("xtask/bench").join(format!("{what}.py"));
+            if !script.exists() {
+                bail!("unknown benchmark `{what}` (no {})", script.display());
+            }
+            run(cmd)
+        }
+        Chore::Repro { name, dry_run } => {
+            setup::run(&root)?;
+            build(&root, true)?;
+            let config = root.join("configs").join(format!("{name}.toml"));
+            if !config.exists() {
+                bail!("no reproduction config {}", config.display());
+            }
+            let mut cmd = Command::new(root.join("target/release/longrl"));
+            cmd.current_dir(&root).args(["train", "--config"]).arg(&config);
+            if dry_run {
+                cmd.arg("--dry-run");
+            }
+            run(cmd)
+        }
+    }
+}
+
+/// Host and every plugin cdylib (tests load the libraries from target/<profile>/).
+fn build(root: &Path, release: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "--workspace", "--lib", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(cmd)
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository").to_path_buf()
+}
+
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    secs.to_string()
+}
