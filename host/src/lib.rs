@@ -4,5 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod logging;
 pub mod plugins;
+pub mod rewards;

@@ -124,7 +124,7 @@ impl Config {
         figment = figment.merge(Env::prefixed("LONGRL_").split("__").ignore(NON_CONFIG_ENV));
         for item in &sources.overrides {
             let (key, value) = parse_override(item)?;
-            figment = figment.merge(Serialized::global(&key, value));
+            figment = figment.merge(SetFlag { item: item.clone(), data: Serialized::global(&key, value) });
         }
         Ok(figment)
     }
@@ -166,9 +166,45 @@ pub fn parse_override(item: &str) -> anyhow::Result<(String, toml::Value)> {
     Ok((key.to_string(), value))
 }
 
-/// figment's errors already name the key and the source; make every error of a chain visible.
+/// A `--set` flag as a figment provider, so errors name the flag it came from.
+struct SetFlag {
+    item: String,
+    data: Serialized<toml::Value>,
+}
+
+impl figment::Provider for SetFlag {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("--set {}", self.item))
+    }
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.data.data()
+    }
+}
+
+/// One line per error: the dotted key, what is wrong, and the layer it came from.
 fn describe_figment_error(error: figment::Error) -> String {
-    error.into_iter().map(|e| format!("config error: {e}")).collect::<Vec<_>>().join("\n")
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = match &e.metadata {
+                Some(meta) => match &meta.source {
+                    Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+                    Some(figment::Source::Custom(c)) => format!(" (from {c})"),
+                    _ if meta.name.contains("environment") => " (from LONGRL_* environment variables)".to_string(),
+                    _ if meta.name.starts_with("--set") => format!(" (from {})", meta.name),
+                    _ => format!(" (from {})", meta.name),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("config error: {}{origin}", e.kind)
+            } else {
+                format!("config key `{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Resolve a path from the config against the current directory (the convention of every key).
