@@ -1,0 +1,350 @@
+//! The qwen policy against HF transformers: tiny random Qwen2 / Qwen3 / YaRN / linear-rope models
+//! made, saved and evaluated by transformers (`tests/oracle/qwen_oracle.py`), then loaded here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use longrl_core::abi::Component;
+use longrl_core::api::{ChatMessage, ComponentContext, FinishReason, GenerationParams, LogprobOptions, Policy, Sequence};
+use longrl_policy_qwen::QwenPolicy;
+use longrl_policy_qwen::model::AttentionSpec;
+use longrl_policy_qwen::text::ChatTemplate;
+use serde_json::{Value, json};
+use tch::{Kind, Tensor};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn python() -> PathBuf {
+    repo_root().join(".venv/bin/python")
+}
+
+fn oracle_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/qwen_oracle.py")
+}
+
+/// The oracle's output directory, made once per test binary.
+fn oracle() -> &'static (PathBuf, Value) {
+    static ORACLE: OnceLock<(PathBuf, Value)> = OnceLock::new();
+    ORACLE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qwen-oracle-{}", std::process::id()));
+        let status = Command::new(python()).arg(oracle_script()).arg("make").arg(&dir).status().unwrap();
+        assert!(status.success(), "oracle script failed");
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        (dir, expected)
+    })
+}
+
+fn load(name: &str) -> QwenPolicy {
+    let dir = oracle().0.join(name);
+    QwenPolicy::create(&json!({"model": dir, "dtype": "float32"}), &ComponentContext { device: "cpu".into(), ..Default::default() })
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn expected_tensors(name: &str) -> HashMap<String, Tensor> {
+    let path = oracle().0.join(name).join("expected.safetensors");
+    Tensor::read_safetensors(&path).unwrap().into_iter().collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    oracle().1["prompts"].as_array().unwrap().iter().map(ids).collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    (a - b).abs().max().double_value(&[])
+}
+
+const MODELS: [&str; 4] = ["qwen2", "qwen3", "qwen2_yarn", "qwen2_linear"];
+
+#[test]
+fn logits_agree_single_and_left_padded_batch() {
+    let prompts = prompts();
+    for name in MODELS {
+        let policy = load(name);
+        let model = policy.model();
+        let expected = expected_tensors(name);
+        let _guard = tch::no_grad_guard();
+        for (j, p) in prompts.iter().enumerate() {
+            let input = Tensor::from_slice(&p.iter().map(|&t| t as i64).collect::<Vec<_>>()).unsqueeze(0);
+            let positions = Tensor::arange(p.len() as i64, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0);
+            let spec = AttentionSpec { mask: None, write_at: 0 };
+            let logits = model.logits(&model.forward_hidden(&input, &positions, &spec, None).unwrap()).unwrap();
+            let d = max_diff(&logits.squeeze_dim(0), &expected[&format!("logits.{j}")]);
+            assert!(d < 1e-4, "{name} prompt {j}: max |logit diff| {d}");
+        }
+        // All prompts at once, left-padded, with a padding mask and per-row positions.
+        let l = prompts.iter().map(Vec::len).max().unwrap() as i64;
+        let b = prompts.len() as i64;
+        let (mut input, mut pos, mut valid) = (vec![0i64; (b * l) as usize], vec![0i64; (b * l) as usize], vec![false; (b * l) as usize]);
+        for (r, p) in prompts.iter().enumerate() {
+            let pad = l as usize - p.len();
+            for (c, &t) in p.iter().enumerate() {
+                let at = r * l as usize + pad + c;
+                input[at] = t as i64;
+                pos[at] = c as i64;
+                valid[at] = true;
+            }
+        }
+        let valid = Tensor::from_slice(&valid).view([b, 1, 1, l]);
+        let causal = Tensor::ones([l, l], (Kind::Bool, tch::Device::Cpu)).tril(0).view([1, 1, l, l]);
+        let eye = Tensor::eye(l, (Kind::Bool, tch::Device::Cpu)).view([1, 1, l, l]);
+        let mask = valid.logical_and(&causal).logical_or(&eye);
+        let spec = AttentionSpec { mask: Some(&mask), write_at: 0 };
+        let hidden = model
+            .forward_hidden(&Tensor::from_slice(&input).view([b, l]), &Tensor::from_slice(&pos).view([b, l]), &spec, None)
+            .unwrap();
+        let logits = model.logits(&hidden).unwrap();
+        for (j, p) in prompts.iter().enumerate() {
+            let n = p.len() as i64;
+            let got = logits.get(j as i64).narrow(0, l - n, n);
+            let d = max_diff(&got, &expected[&format!("logits.{j}")]);
+            assert!(d < 1e-4, "{name} padded batch row {j}: max |logit diff| {d}");
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_is_token_identical_batched() {
+    let prompts = prompts();
+    for name in MODELS {
+        let mut policy = load(name);
+        let greedy = &oracle().1["models"][name]["greedy"];
+        // Batched with padding, and with a prefill chunk smaller than the longest prompt.
+        for prefill_chunk in [0, 7] {
+            let params = GenerationParams { max_new_tokens: 32, temperature: 0.0, prefill_chunk, ..Default::default() };
+            let out = policy.generate(&prompts, &params).unwrap();
+            assert_eq!(out.generations.len(), prompts.len());
+            for (j, g) in out.generations.iter().enumerate() {
+                let want = ids(&greedy[j]["tokens"]);
+                assert_eq!(g.tokens, want, "{name} prompt {j} (prefill chunk {prefill_chunk})");
+                let want_lp: Vec<f64> = greedy[j]["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+                for (a, b) in g.logprobs.iter().zip(&want_lp) {
+                    assert!((*a as f64 - b).abs() < 1e-4, "{name} prompt {j}: logprob {a} vs {b}");
+                }
+                let finish = if want.len() < 32 { FinishReason::Stop } else { FinishReason::Length };
+                assert_eq!(g.finish, finish);
+            }
+            assert_eq!(out.prefill_tokens, prompts.iter().map(|p| p.len() as u64).sum::<u64>());
+        }
+    }
+}
+
+fn logprob_batch() -> Vec<Sequence> {
+    oracle().1["logprob_batch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Sequence { prompt: ids(&s["prompt"]), response: ids(&s["response"]) })
+        .collect()
+}
+
+#[test]
+fn logprobs_entropy_and_chunking_agree() {
+    let batch = logprob_batch();
+    for name in ["qwen2", "qwen3"] {
+        let mut policy = load(name);
+        let expected = expected_tensors(name);
+        for temperature in [1.0f32, 0.7] {
+            let mut previous: Option<Tensor> = None;
+            for chunk_tokens in [0u32, 5, 1] {
+                let options = LogprobOptions { entropy: true, chunk_tokens, temperature, ..Default::default() };
+                let out = policy.logprobs(&batch, &options).unwrap();
+                let max_resp = batch.iter().map(|s| s.response.len()).max().unwrap() as i64;
+                assert_eq!(out.logprobs.size(), [batch.len() as i64, max_resp]);
+                for (j, s) in batch.iter().enumerate() {
+                    let n = s.response.len() as i64;
+                    let row = out.logprobs.get(j as i64);
+                    let d = max_diff(&row.narrow(0, 0, n), &expected[&format!("logprobs.{temperature:?}.{j}")]);
+                    assert!(d < 1e-4, "{name} t={temperature} chunk={chunk_tokens} seq {j}: {d}");
+                    let e = out.entropy.as_ref().unwrap().get(j as i64).narrow(0, 0, n);
+                    let d = max_diff(&e, &expected[&format!("entropy.{temperature:?}.{j}")]);
+                    assert!(d < 1e-4, "{name} entropy seq {j}: {d}");
+                    let m = out.mask.get(j as i64);
+                    assert_eq!(m.sum(Kind::Float).double_value(&[]), n as f64);
+                    assert_eq!(row.narrow(0, n, max_resp - n).abs().sum(Kind::Float).double_value(&[]), 0.0);
+                }
+                // Chunked equals unchunked (to float rounding).
+                if let Some(prev) = &previous {
+                    assert!(max_diff(prev, &out.logprobs) < 1e-5);
+                }
+                previous = Some(out.logprobs);
+            }
+        }
+    }
+}
+
+#[test]
+fn gradients_of_summed_logprobs_agree() {
+    let batch = logprob_batch();
+    for name in ["qwen2", "qwen3"] {
+        let mut policy = load(name);
+        let expected = expected_tensors(name);
+        let params = policy.parameters().unwrap();
+        let options = LogprobOptions { with_grad: true, chunk_tokens: 16, ..Default::default() };
+        let out = policy.logprobs(&batch, &options).unwrap();
+        (out.logprobs * out.mask).sum(Kind::Float).backward();
+        let mut checked = 0;
+        for (pname, p) in &params {
+            let want = &expected[&format!("grad.{pname}")];
+            let got = p.grad();
+            assert!(got.defined(), "{name}: no gradient for {pname}");
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            let d = max_diff(&got, want);
+            assert!(d < 1e-4 * scale, "{name} grad {pname}: max diff {d} (scale {scale})");
+            checked += 1;
+        }
+        assert_eq!(checked, expected.keys().filter(|k| k.starts_with("grad.")).count(), "{name}: parameter sets differ");
+    }
+}
+
+#[test]
+fn sharded_checkpoint_loads_and_save_reloads_in_transformers() {
+    let (dir, _) = oracle();
+    let sharded = load("qwen2_sharded");
+    let plain = load("qwen2");
+    let a = sharded.parameters().unwrap();
+    let b = plain.parameters().unwrap();
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(max_diff(ta, tb), 0.0, "{na}");
+    }
+    for (name, shard_bytes) in [("qwen3", usize::MAX), ("qwen2", 40_000)] {
+        let policy = load(name);
+        let out = dir.join(format!("saved-{name}"));
+        policy.save_sharded(&out, shard_bytes).unwrap();
+        if shard_bytes != usize::MAX {
+            assert!(out.join("model.safetensors.index.json").exists());
+        }
+        let report = Command::new(python())
+            .arg(oracle_script())
+            .arg("check_saved")
+            .arg(&out)
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+        let text = String::from_utf8_lossy(&report.stdout);
+        let v: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-6, "{name}: {v}");
+        assert_eq!(v["same_tokens"], true);
+        // And back into our loader, in place.
+        let mut again = load(name);
+        again.load_weights(&out).unwrap();
+    }
+}
+
+#[test]
+fn corrupt_or_mismatched_checkpoints_are_clear_errors() {
+    let (dir, _) = oracle();
+    let src = dir.join("qwen2");
+    let ctx = ComponentContext { device: "cpu".into(), ..Default::default() };
+    let copy = |tag: &str| -> PathBuf {
+        let d = dir.join(format!("broken-{tag}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    let err = |d: &Path| QwenPolicy::create(&json!({"model": d}), &ctx).err().expect("must fail").to_string();
+
+    let truncated = copy("truncated");
+    let bytes = std::fs::read(truncated.join("model.safetensors")).unwrap();
+    std::fs::write(truncated.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = err(&truncated);
+    assert!(e.contains("model.safetensors") && e.contains("safetensors"), "{e}");
+
+    let garbage = copy("garbage");
+    std::fs::write(garbage.join("model.safetensors"), b"not a checkpoint at all").unwrap();
+    assert!(err(&garbage).contains("model.safetensors"));
+
+    // A config that disagrees with the weights: the mis-shaped tensor is named.
+    let shape = copy("shape");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(shape.join("config.json")).unwrap()).unwrap();
+    config["intermediate_size"] = json!(96);
+    std::fs::write(shape.join("config.json"), config.to_string()).unwrap();
+    let e = err(&shape);
+    assert!(e.contains("mlp.gate_proj.weight") && e.contains("shape"), "{e}");
+
+    // Fewer layers in the config: the extra tensors are unexpected, and named.
+    let extra = copy("extra");
+    config["intermediate_size"] = json!(128);
+    config["num_hidden_layers"] = json!(1);
+    std::fs::write(extra.join("config.json"), config.to_string()).unwrap();
+    let e = err(&extra);
+    assert!(e.contains("unexpected") && e.contains("model.layers.1."), "{e}");
+
+    // More layers: missing tensors, named.
+    let missing = copy("missing");
+    config["num_hidden_layers"] = json!(3);
+    std::fs::write(missing.join("config.json"), config.to_string()).unwrap();
+    let e = err(&missing);
+    assert!(e.contains("missing") && e.contains("model.layers.2."), "{e}");
+
+    let no_weights = dir.join("broken-empty");
+    std::fs::create_dir_all(&no_weights).unwrap();
+    std::fs::copy(src.join("config.json"), no_weights.join("config.json")).unwrap();
+    assert!(err(&no_weights).contains("model.safetensors"));
+}
+
+#[test]
+fn chat_templates_render_like_transformers() {
+    let refs = oracle().1["chat"].as_array().unwrap();
+    assert_eq!(refs.len(), 8);
+    for r in refs {
+        let template = ChatTemplate::new(
+            r["template_text"].as_str().unwrap(),
+            r["bos"].as_str().unwrap_or("").to_string(),
+            r["eos"].as_str().unwrap().to_string(),
+        )
+        .unwrap();
+        let messages: Vec<ChatMessage> = serde_json::from_value(r["messages"].clone()).unwrap();
+        let gen = r["add_generation_prompt"].as_bool().unwrap();
+        let text = template.render(&messages, gen).unwrap();
+        assert_eq!(text, r["text"].as_str().unwrap(), "template {} gen={gen}", r["template"]);
+    }
+    // The policy uses its model's template (ChatML in the oracle's tokenizer_config.json).
+    let policy = load("qwen2");
+    let messages = vec![ChatMessage::new("user", "What is 2+2?")];
+    let chatml = refs.iter().find(|r| r["template"] == "chatml" && r["add_generation_prompt"] == true).unwrap();
+    assert_eq!(policy.apply_chat_template(&messages, true).unwrap(), chatml["text"].as_str().unwrap());
+}
+
+#[test]
+fn sampling_is_seeded_and_stops_where_asked() {
+    let mut policy = load("qwen3");
+    let prompts = prompts();
+    let params = GenerationParams { max_new_tokens: 12, temperature: 0.9, top_p: 0.9, top_k: 50, seed: 3, n: 3, ..Default::default() };
+    let a = policy.generate(&prompts[1..3], &params).unwrap();
+    let b = policy.generate(&prompts[1..3], &params).unwrap();
+    assert_eq!(a.generations, b.generations);
+    assert_eq!(a.generations.len(), 6);
+    // Output i*n+j is sample j of prompt i: the same prompt alone gives the same first samples.
+    let alone = policy.generate(&prompts[1..2], &params).unwrap();
+    assert_eq!(alone.generations[..], a.generations[..3]);
+    assert!(a.generations[0].tokens != a.generations[1].tokens || a.generations[1].tokens != a.generations[2].tokens);
+    for g in &a.generations {
+        assert!(g.logprobs.iter().all(|lp| *lp <= 0.0 && lp.is_finite()));
+    }
+    // A stop string taken from a greedy continuation ends it there, cut from the text.
+    let greedy = GenerationParams { max_new_tokens: 32, temperature: 0.0, ..Default::default() };
+    let full = policy.generate(&prompts[2..3], &greedy).unwrap().generations.remove(0);
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let cut = full.text.find(&stop).unwrap();
+    let stopped = policy.generate(&prompts[2..3], &GenerationParams { stop: vec![stop.clone()], ..greedy }).unwrap();
+    let g = &stopped.generations[0];
+    assert_eq!(g.finish, FinishReason::Stop);
+    assert_eq!(g.text, full.text[..cut]);
+    assert!(g.tokens.len() < full.tokens.len());
+    assert_eq!(g.tokens[..], full.tokens[..g.tokens.len()]);
+}
