@@ -1,0 +1,181 @@
+//! The judge's config table and its checks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use longrl_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::{DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PLACEHOLDERS};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeConfig {
+    pub url: String,
+    pub model: String,
+    pub api_key_env: String,
+    pub max_in_flight: usize,
+    pub timeout_secs: f64,
+    pub max_retries: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub circuit_breaker_failures: u32,
+    pub circuit_breaker_cooldown_secs: f64,
+    pub system_prompt: String,
+    pub user_template: String,
+    pub audit_file: Option<PathBuf>,
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+    pub require_think: bool,
+    pub cache_entries: usize,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            url: "http://127.0.0.1:8000/v1".into(),
+            model: String::new(),
+            api_key_env: String::new(),
+            max_in_flight: 16,
+            timeout_secs: 60.0,
+            max_retries: 5,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 8000,
+            circuit_breaker_failures: 8,
+            circuit_breaker_cooldown_secs: 30.0,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+            user_template: DEFAULT_USER_TEMPLATE.into(),
+            audit_file: None,
+            max_tokens: 1024,
+            seed: None,
+            require_think: true,
+            cache_entries: 100_000,
+        }
+    }
+}
+
+pub const CONFIG_DOCS: &[(&str, &str)] = &[
+    ("url", "base URL of the OpenAI-compatible API (requests go to <url>/chat/completions)"),
+    ("model", "model name sent to the endpoint (required)"),
+    ("api_key_env", "name of the environment variable holding the API key (empty: no key); keys never go in config"),
+    ("max_in_flight", "requests sent concurrently"),
+    ("timeout_secs", "per-request timeout, connection included"),
+    ("max_retries", "retries after a 429, a 5xx, a timeout or a connection error"),
+    ("backoff_initial_ms", "first retry delay; doubles on each retry (a Retry-After header is honoured)"),
+    ("backoff_max_ms", "cap on one retry delay"),
+    ("circuit_breaker_failures", "items failing after retries that open the circuit: later items fall back at once"),
+    ("circuit_breaker_cooldown_secs", "how long an open circuit stays open before the judge is tried again"),
+    ("system_prompt", "system message (default: the QwenLong-L1 judge prompt, verbatim)"),
+    ("user_template", "user message with {problem}, {answer_1} (prediction) and {answer_2} (gold)"),
+    ("audit_file", "JSONL of every verdict and its rationale (default: judge_audit.jsonl in the run directory; relative paths are under it)"),
+    ("max_tokens", "token budget of the judge's reply"),
+    ("seed", "seed sent with each request (null: none)"),
+    ("require_think", "a response without `</think>` scores 0 without asking the judge (off for non-thinking models)"),
+    ("cache_entries", "verdicts kept in the (problem, prediction, gold) cache (0: no cache)"),
+];
+
+impl JudgeConfig {
+    pub fn validate(&self) -> Result<()> {
+        let url = self.url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::config("url", format!("must start with http:// or https:// (got `{url}`)")));
+        }
+        if self.model.trim().is_empty() {
+            return Err(Error::config("model", "the judge model name is required"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::config("max_in_flight", "must be at least 1"));
+        }
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0 && self.timeout_secs <= 3600.0) {
+            return Err(Error::config("timeout_secs", "must be in (0, 3600]"));
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return Err(Error::config("backoff_max_ms", "must be at least backoff_initial_ms"));
+        }
+        if self.backoff_max_ms > 600_000 {
+            return Err(Error::config("backoff_max_ms", "must be at most 600000 (10 minutes)"));
+        }
+        if self.max_retries > 20 {
+            return Err(Error::config("max_retries", "must be at most 20"));
+        }
+        if self.circuit_breaker_failures == 0 {
+            return Err(Error::config("circuit_breaker_failures", "must be at least 1"));
+        }
+        let cooldown = self.circuit_breaker_cooldown_secs;
+        if !(cooldown.is_finite() && cooldown >= 0.0 && cooldown <= 86_400.0) {
+            return Err(Error::config("circuit_breaker_cooldown_secs", "must be in [0, 86400]"));
+        }
+        for placeholder in PLACEHOLDERS {
+            if !self.user_template.contains(placeholder) {
+                return Err(Error::config("user_template", format!("must contain {placeholder}")));
+            }
+        }
+        if self.max_tokens == 0 {
+            return Err(Error::config("max_tokens", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn chat_url(&self) -> String {
+        format!("{}/chat/completions", self.url.trim().trim_end_matches('/'))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs)
+    }
+
+    pub fn cooldown(&self) -> Duration {
+        Duration::from_secs_f64(self.circuit_breaker_cooldown_secs)
+    }
+
+    /// The delay before retry `retry` (0-based): doubling from the initial delay, capped.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 1u64.checked_shl(retry.min(32)).unwrap_or(u64::MAX);
+        Duration::from_millis(self.backoff_initial_ms.saturating_mul(factor).min(self.backoff_max_ms))
+    }
+
+    /// The longest one item can take once it holds a request slot: every attempt times out and
+    /// every retry waits the longest backoff. Used to bound the whole batch.
+    pub fn worst_case_per_item(&self) -> Duration {
+        let attempts = self.max_retries + 1;
+        self.timeout() * attempts + Duration::from_millis(self.backoff_max_ms) * self.max_retries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let config = JudgeConfig { backoff_initial_ms: 100, backoff_max_ms: 500, ..Default::default() };
+        let ms: Vec<u128> = (0..5).map(|r| config.backoff(r).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 500, 500]);
+        assert_eq!(config.backoff(200).as_millis(), 500);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let base = JudgeConfig { model: "m".into(), ..Default::default() };
+        base.validate().unwrap();
+        let cases = [
+            (JudgeConfig { model: " ".into(), ..base.clone() }, "model"),
+            (JudgeConfig { url: "ftp://x".into(), ..base.clone() }, "url"),
+            (JudgeConfig { max_in_flight: 0, ..base.clone() }, "max_in_flight"),
+            (JudgeConfig { timeout_secs: f64::NAN, ..base.clone() }, "timeout_secs"),
+            (JudgeConfig { backoff_initial_ms: 10, backoff_max_ms: 5, ..base.clone() }, "backoff_max_ms"),
+            (JudgeConfig { user_template: "{problem} {answer_1}".into(), ..base.clone() }, "user_template"),
+            (JudgeConfig { circuit_breaker_failures: 0, ..base.clone() }, "circuit_breaker_failures"),
+        ];
+        for (config, key) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn chat_url_joins_cleanly() {
+        let config = JudgeConfig { url: "http://h:1/v1/".into(), ..Default::default() };
+        assert_eq!(config.chat_url(), "http://h:1/v1/chat/completions");
+    }
+}

@@ -1,0 +1,446 @@
+//! The LLM-as-judge reward of QwenLong-L1: asks an OpenAI-compatible chat endpoint whether the
+//! response's final answer is equivalent to the gold answer, and scores 1 on `[[YES]]`.
+//!
+//! Requests run concurrently on a tokio runtime the component owns; every wait is bounded (request
+//! timeout, retries, circuit breaker, a deadline for the whole batch), so a dead judge costs a
+//! fallback score of 0 (`judge.unavailable`, counted in the metrics) rather than a stalled run.
+
+mod audit;
+mod client;
+mod config;
+mod prompt;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use longrl_core::abi::Component;
+use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore};
+use longrl_core::sdk::{config_keys, parse_config};
+use longrl_core::{Error, Result};
+
+use audit::{Audit, AuditRecord};
+use client::{ApiKey, CallError, Counters, JudgeClient, Reply};
+pub use config::{CONFIG_DOCS, JudgeConfig};
+pub use prompt::{DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, Verdict, extract_answer, extract_problem, parse_verdict};
+
+const COMPONENT: &str = "reward/judge";
+
+/// What one (problem, prediction, gold) asks the judge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Question {
+    problem: String,
+    prediction: String,
+    gold: String,
+}
+
+#[derive(Debug, Clone)]
+struct CachedVerdict {
+    verdict: Verdict,
+    rationale: String,
+}
+
+/// Fallbacks since the judge last answered: one warning when a burst starts, one line when it ends.
+#[derive(Debug, Default)]
+struct Burst {
+    fallbacks: u64,
+}
+
+pub struct JudgeReward {
+    config: JudgeConfig,
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Arc<JudgeClient>,
+    cache: Mutex<HashMap<Question, CachedVerdict>>,
+    audit: Mutex<Option<Audit>>,
+    burst: Mutex<Burst>,
+}
+
+impl Component for JudgeReward {
+    fn info() -> ComponentInfo {
+        ComponentInfo {
+            kind: ComponentKind::Reward,
+            name: "judge".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "LLM-as-judge (QwenLong-L1): asks any OpenAI-compatible /v1/chat/completions endpoint \
+                          whether the final answer equals the gold one; 1 on [[YES]]. Concurrent requests with \
+                          timeouts, retries, a circuit breaker, a verdict cache and a JSONL audit. When the judge \
+                          is unreachable the item scores 0 (`judge.unavailable`) and is counted, so the rule \
+                          score of the hybrid reward stands."
+                .into(),
+            config: config_keys::<JudgeConfig>(CONFIG_DOCS),
+        }
+    }
+
+    fn create(config: &serde_json::Value, context: &ComponentContext) -> Result<Self> {
+        let config: JudgeConfig = parse_config(COMPONENT, config)?;
+        config.validate()?;
+        let api_key = read_api_key(&config.api_key_env)?;
+        let audit_path = match (&config.audit_file, &context.run_dir) {
+            (Some(path), Some(run_dir)) if path.is_relative() => Some(run_dir.join(path)),
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(run_dir)) => Some(run_dir.join("judge_audit.jsonl")),
+            (None, None) => None,
+        };
+        let audit = audit_path.map(|path| Audit::open(&path)).transpose()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("longrl-judge")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::msg(format!("{COMPONENT}: cannot start its async runtime: {e}")))?;
+        // reqwest's client must be built inside the runtime that drives it.
+        let client = {
+            let _guard = runtime.enter();
+            JudgeClient::new(&config, api_key)?
+        };
+        tracing::info!(
+            url = %config.chat_url(),
+            model = %config.model,
+            max_in_flight = config.max_in_flight,
+            audit = %audit.as_ref().map_or("none".to_string(), |a| a.path().display().to_string()),
+            "judge reward ready"
+        );
+        Ok(JudgeReward {
+            config,
+            runtime: Some(runtime),
+            client: Arc::new(client),
+            cache: Mutex::new(HashMap::new()),
+            audit: Mutex::new(audit),
+            burst: Mutex::new(Burst::default()),
+        })
+    }
+}
+
+fn read_api_key(env_name: &str) -> Result<Option<ApiKey>> {
+    let env_name = env_name.trim();
+    if env_name.is_empty() {
+        return Ok(None);
+    }
+    match std::env::var(env_name) {
+        Ok(key) if !key.trim().is_empty() => Ok(Some(ApiKey::new(key.trim().to_string()))),
+        _ => Err(Error::config(
+            "api_key_env",
+            format!("the environment variable `{env_name}` named for the judge's API key is unset or empty"),
+        )),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for JudgeReward {
+    fn drop(&mut self) {
+        // Never block (or panic) in drop, whatever context the host drops us in.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Reward for JudgeReward {
+    fn check_sources(&self, _sources: &[String]) -> Result<()> {
+        Ok(()) // the judge reads any data source the same way
+    }
+
+    fn score(&self, batch: &[RewardInput]) -> Result<Vec<RewardScore>> {
+        let mut scores: Vec<Option<RewardScore>> = vec![None; batch.len()];
+        let mut pending: Vec<(Question, Vec<usize>)> = Vec::new();
+        let mut pending_index: HashMap<Question, usize> = HashMap::new();
+        let mut problem_sources = vec!["missing"; batch.len()];
+        for (i, input) in batch.iter().enumerate() {
+            let (problem, source) = extract_problem(&input.prompt, &input.question);
+            problem_sources[i] = source.as_str();
+            let prediction = prompt::extract_prediction(&input.response, self.config.require_think);
+            let Some(prediction) = prediction.filter(|p| !p.is_empty()) else {
+                Counters::bump(&self.client.counters.no_answer);
+                scores[i] = Some(RewardScore {
+                    score: 0.0,
+                    decided_by: "judge.no_answer".into(),
+                    details: serde_json::json!({"reason": "no final answer after </think>"}),
+                });
+                continue;
+            };
+            let question = Question { problem, prediction, gold: extract_answer(&input.ground_truth) };
+            if let Some(cached) = lock(&self.cache).get(&question).cloned() {
+                Counters::bump(&self.client.counters.cache_hits);
+                self.audit(&question, &input.data_source, AuditOutcome::Cached(&cached));
+                scores[i] = Some(verdict_score(&question, source.as_str(), cached.verdict, &cached.rationale, true, 0));
+                continue;
+            }
+            match pending_index.get(&question) {
+                Some(&slot) => {
+                    // The same question twice in one batch is asked once.
+                    Counters::bump(&self.client.counters.cache_hits);
+                    pending[slot].1.push(i);
+                }
+                None => {
+                    pending_index.insert(question.clone(), pending.len());
+                    pending.push((question, vec![i]));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let outcomes = self.ask_all(&pending);
+            let mut answered = false;
+            let mut first_error = None;
+            let mut fallbacks = 0u64;
+            for ((question, indices), outcome) in pending.iter().zip(outcomes) {
+                let data_source = &batch[indices[0]].data_source;
+                match outcome {
+                    Ok(reply) => {
+                        answered = true;
+                        let verdict = parse_verdict(&reply.text);
+                        let counter = match verdict {
+                            Verdict::Yes => &self.client.counters.yes,
+                            Verdict::No => &self.client.counters.no,
+                            Verdict::Unparsed => &self.client.counters.unparsed,
+                        };
+                        Counters::bump(counter);
+                        self.audit(question, data_source, AuditOutcome::Replied { verdict, reply: &reply });
+                        self.remember(question, verdict, &reply.text);
+                        for &i in indices {
+                            scores[i] = Some(verdict_score(
+                                question,
+                                problem_sources[i],
+                                verdict,
+                                &reply.text,
+                                false,
+                                reply.attempts,
+                            ));
+                        }
+                    }
+                    Err(error) => {
+                        if matches!(error, CallError::CircuitOpen) {
+                            Counters::bump(&self.client.counters.circuit_open);
+                        }
+                        self.audit(question, data_source, AuditOutcome::Unavailable(&error));
+                        for &i in indices {
+                            Counters::bump(&self.client.counters.fallbacks);
+                            fallbacks += 1;
+                            scores[i] = Some(RewardScore {
+                                score: 0.0,
+                                decided_by: "judge.unavailable".into(),
+                                details: serde_json::json!({
+                                    "problem_source": problem_sources[i],
+                                    "prediction": question.prediction,
+                                    "gold": question.gold,
+                                    "error": error.to_string(),
+                                }),
+                            });
+                        }
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            self.log_burst(answered, first_error, fallbacks);
+        }
+        if let Some(audit) = lock(&self.audit).as_mut() {
+            audit.flush();
+        }
+        Ok(scores.into_iter().map(|s| s.expect("every input is scored")).collect())
+    }
+
+    fn take_metrics(&self) -> BTreeMap<String, f64> {
+        self.client.counters.take().into_iter().map(|(name, value)| (name.to_string(), value as f64)).collect()
+    }
+}
+
+enum AuditOutcome<'a> {
+    Replied { verdict: Verdict, reply: &'a Reply },
+    Cached(&'a CachedVerdict),
+    Unavailable(&'a CallError),
+}
+
+impl JudgeReward {
+    /// Ask every question concurrently; one outcome per question, in order. Waits at most for the
+    /// batch deadline: questions still unanswered then are reported unavailable.
+    fn ask_all(&self, pending: &[(Question, Vec<usize>)]) -> Vec<std::result::Result<Reply, CallError>> {
+        Counters::bump_by(&self.client.counters.calls, pending.len() as u64);
+        let mut outcomes: Vec<Option<std::result::Result<Reply, CallError>>> = vec![None; pending.len()];
+        let Some(runtime) = &self.runtime else {
+            return outcomes.into_iter().map(|_| Err(deadline_error("runtime stopped"))).collect();
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let system = Arc::new(self.config.system_prompt.clone());
+        let per_item = self.config.worst_case_per_item() + Duration::from_secs(1);
+        for (slot, (question, _)) in pending.iter().enumerate() {
+            let user = prompt::render(&self.config.user_template, &question.problem, &question.prediction, &question.gold);
+            let (client, system, sender) = (self.client.clone(), system.clone(), sender.clone());
+            runtime.spawn(async move {
+                let outcome = match tokio::time::timeout(per_item, client.ask(&system, &user)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(deadline_error("item deadline passed")),
+                };
+                let _ = sender.send((slot, outcome));
+            });
+        }
+        drop(sender);
+        // Slots are shared, so items queue behind one another: the batch needs at most this long.
+        let rounds = pending.len().div_ceil(self.config.max_in_flight) as u32;
+        let deadline = Instant::now() + per_item * rounds + Duration::from_secs(5);
+        let mut received = 0;
+        while received < pending.len() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(remaining) {
+                Ok((slot, outcome)) => {
+                    outcomes[slot] = Some(outcome);
+                    received += 1;
+                }
+                Err(_) => break, // deadline passed, or every task ended
+            }
+        }
+        outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(deadline_error("batch deadline passed")))).collect()
+    }
+
+    fn remember(&self, question: &Question, verdict: Verdict, rationale: &str) {
+        if self.config.cache_entries == 0 {
+            return;
+        }
+        let mut cache = lock(&self.cache);
+        if cache.len() >= self.config.cache_entries {
+            cache.clear(); // simple bound on memory; verdicts are cheap to ask again
+        }
+        cache.insert(question.clone(), CachedVerdict { verdict, rationale: rationale.to_string() });
+    }
+
+    fn audit(&self, question: &Question, data_source: &str, outcome: AuditOutcome<'_>) {
+        let mut audit = lock(&self.audit);
+        let Some(audit) = audit.as_mut() else { return };
+        let (verdict, rationale, error, cached, attempts, latency_ms) = match outcome {
+            AuditOutcome::Replied { verdict, reply } => {
+                (verdict.as_str(), Some(reply.text.as_str()), None, false, reply.attempts, Some(reply.latency.as_secs_f64() * 1e3))
+            }
+            AuditOutcome::Cached(cached) => (cached.verdict.as_str(), Some(cached.rationale.as_str()), None, true, 0, None),
+            AuditOutcome::Unavailable(error) => {
+                let attempts = match error {
+                    CallError::Failed { attempts, .. } => *attempts,
+                    CallError::CircuitOpen => 0,
+                };
+                ("unavailable", None, Some(error.to_string()), false, attempts, None)
+            }
+        };
+        audit.write(&AuditRecord {
+            time: audit::unix_time(),
+            model: &self.config.model,
+            data_source,
+            verdict,
+            score: if verdict == "yes" { 1.0 } else { 0.0 },
+            problem: &question.problem,
+            prediction: &question.prediction,
+            gold: &question.gold,
+            rationale,
+            error: error.as_deref(),
+            cached,
+            attempts,
+            latency_ms,
+        });
+    }
+
+    /// One warning when fallbacks start, one line when the judge answers again: never one per item.
+    fn log_burst(&self, answered: bool, first_error: Option<CallError>, fallbacks: u64) {
+        let mut burst = lock(&self.burst);
+        match first_error {
+            Some(error) => {
+                if burst.fallbacks == 0 {
+                    tracing::warn!(
+                        url = %self.config.chat_url(),
+                        "judge unavailable ({error}); affected responses keep the other rewards' scores \
+                         (counted in judge_fallbacks; logged once until the judge answers again)"
+                    );
+                }
+                burst.fallbacks += fallbacks;
+            }
+            None if answered && burst.fallbacks > 0 => {
+                tracing::info!(fallbacks = burst.fallbacks, "judge answering again");
+                burst.fallbacks = 0;
+            }
+            None => {}
+        }
+    }
+}
+
+fn deadline_error(what: &str) -> CallError {
+    CallError::Failed { attempts: 0, message: what.to_string() }
+}
+
+fn verdict_score(
+    question: &Question,
+    problem_source: &str,
+    verdict: Verdict,
+    rationale: &str,
+    cached: bool,
+    attempts: u32,
+) -> RewardScore {
+    const RATIONALE_CHARS: usize = 600;
+    let rationale: String = rationale.chars().take(RATIONALE_CHARS).collect();
+    RewardScore {
+        score: if verdict == Verdict::Yes { 1.0 } else { 0.0 },
+        decided_by: format!("judge.{}", verdict.as_str()),
+        details: serde_json::json!({
+            "problem_source": problem_source,
+            "prediction": question.prediction,
+            "gold": question.gold,
+            "verdict": verdict.as_str(),
+            "rationale": rationale,
+            "cached": cached,
+            "attempts": attempts,
+        }),
+    }
+}
+
+longrl_core::export_plugin!(reward: [JudgeReward]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(config: serde_json::Value) -> Result<JudgeReward> {
+        JudgeReward::create(&config, &ComponentContext::default())
+    }
+
+    #[test]
+    fn config_is_documented() {
+        longrl_core::sdk::check_config_docs::<JudgeConfig>(CONFIG_DOCS).unwrap();
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let err = judge(serde_json::json!({})).err().unwrap().to_string();
+        assert!(err.contains("model"), "{err}");
+        let err = judge(serde_json::json!({"model": "m", "urll": "x"})).err().unwrap().to_string();
+        assert!(err.contains("urll"), "{err}");
+        let err = judge(serde_json::json!({"model": "m", "api_key_env": "LONGRL_TEST_SURELY_UNSET_KEY"}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("api_key_env") && err.contains("LONGRL_TEST_SURELY_UNSET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn responses_without_an_answer_are_not_sent() {
+        // Port 9 (discard) on loopback: any request would fail and count as a fallback.
+        let judge = judge(serde_json::json!({"model": "m", "url": "http://127.0.0.1:9/v1"})).unwrap();
+        let inputs = [
+            RewardInput { response: "never closed <think> the answer is 4".into(), ground_truth: "4".into(), ..Default::default() },
+            RewardInput { response: "<think>x</think>  ".into(), ground_truth: "4".into(), ..Default::default() },
+        ];
+        let scores = judge.score(&inputs).unwrap();
+        assert!(scores.iter().all(|s| s.score == 0.0 && s.decided_by == "judge.no_answer"));
+        let metrics = judge.take_metrics();
+        assert_eq!(metrics["judge_no_answer"], 2.0);
+        assert_eq!(metrics["judge_calls"], 0.0);
+        assert_eq!(judge.take_metrics()["judge_no_answer"], 0.0, "metrics reset when taken");
+    }
+
+    #[test]
+    fn audit_defaults_to_the_run_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = ComponentContext { run_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        let judge = JudgeReward::create(&serde_json::json!({"model": "m"}), &context).unwrap();
+        assert_eq!(lock(&judge.audit).as_ref().unwrap().path(), dir.path().join("judge_audit.jsonl"));
+        let config = serde_json::json!({"model": "m", "audit_file": "sub/audit.jsonl"});
+        let judge = JudgeReward::create(&config, &context).unwrap();
+        assert_eq!(lock(&judge.audit).as_ref().unwrap().path(), dir.path().join("sub/audit.jsonl"));
+    }
+}
