@@ -308,9 +308,9 @@ fn chat_templates_render_like_transformers() {
         )
         .unwrap();
         let messages: Vec<ChatMessage> = serde_json::from_value(r["messages"].clone()).unwrap();
-        let gen = r["add_generation_prompt"].as_bool().unwrap();
-        let text = template.render(&messages, gen).unwrap();
-        assert_eq!(text, r["text"].as_str().unwrap(), "template {} gen={gen}", r["template"]);
+        let add_gen = r["add_generation_prompt"].as_bool().unwrap();
+        let text = template.render(&messages, add_gen).unwrap();
+        assert_eq!(text, r["text"].as_str().unwrap(), "template {} gen={add_gen}", r["template"]);
     }
     // The policy uses its model's template (ChatML in the oracle's tokenizer_config.json).
     let policy = load("qwen2");
@@ -330,7 +330,11 @@ fn sampling_is_seeded_and_stops_where_asked() {
     assert_eq!(a.generations.len(), 6);
     // Output i*n+j is sample j of prompt i: the same prompt alone gives the same first samples.
     let alone = policy.generate(&prompts[1..2], &params).unwrap();
-    assert_eq!(alone.generations[..], a.generations[..3]);
+    // Tokens are identical; log-probs only to float rounding (batch shape changes the kernels).
+    for (x, y) in alone.generations.iter().zip(&a.generations[..3]) {
+        assert_eq!(x.tokens, y.tokens);
+        assert!(x.logprobs.iter().zip(&y.logprobs).all(|(p, q)| (p - q).abs() < 1e-4));
+    }
     assert!(a.generations[0].tokens != a.generations[1].tokens || a.generations[1].tokens != a.generations[2].tokens);
     for g in &a.generations {
         assert!(g.logprobs.iter().all(|lp| *lp <= 0.0 && lp.is_finite()));
