@@ -56,6 +56,10 @@ pub const ROOT_MODULE_LOADER_NAME: &str = "_1as_0lib_1header_0root_bmodule_bload
 #[macro_export]
 macro_rules! export_plugin {
     ($($kind:ident : [$($component:ty),* $(,)?]),* $(,)?) => {
+        $crate::export_plugin!(@abi_version $crate::ABI_VERSION; $($kind: [$($component),*]),*);
+    };
+    // Hidden: lets the host's tests build a plugin that declares another ABI version.
+    (@abi_version $abi:expr; $($kind:ident : [$($component:ty),* $(,)?]),* $(,)?) => {
         #[doc(hidden)]
         fn __longrl_registry() -> $crate::abi::Registry {
             $crate::abi::Registry::new() $($( .$kind::<$component>() )*)*
@@ -65,7 +69,7 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub static LONGRL_PLUGIN_DECLARATION: $crate::abi::PluginDeclaration = $crate::abi::PluginDeclaration {
             magic: $crate::abi::DECLARATION_MAGIC,
-            abi_version: $crate::ABI_VERSION,
+            abi_version: $abi,
             core_version: $crate::c_strings::CORE_VERSION.as_ptr(),
             tch_version: $crate::c_strings::TCH_VERSION.as_ptr(),
             libtorch_version: $crate::c_strings::LIBTORCH_VERSION.as_ptr(),

@@ -14,11 +14,13 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
+/// Levels cross as codes: 1 error, 2 warn, 3 info, 4 debug, 5 trace.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
 pub struct LogSink {
-    /// 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace.
-    pub max_level: u8,
+    /// Whether the host currently wants events of this level (asked per event, so the host's
+    /// filter can change after the plugin was loaded).
+    pub enabled: extern "C" fn(level: u8) -> bool,
     pub log: extern "C" fn(level: u8, target: RStr<'_>, message: RStr<'_>),
 }
 
@@ -32,19 +34,18 @@ fn level_code(level: Level) -> u8 {
     }
 }
 
-fn filter_code(filter: LevelFilter) -> u8 {
-    filter.into_level().map(level_code).unwrap_or(0)
+fn code_level(code: u8) -> Level {
+    match code {
+        1 => Level::ERROR,
+        2 => Level::WARN,
+        3 => Level::INFO,
+        4 => Level::DEBUG,
+        _ => Level::TRACE,
+    }
 }
 
-fn code_filter(code: u8) -> LevelFilter {
-    match code {
-        0 => LevelFilter::OFF,
-        1 => LevelFilter::ERROR,
-        2 => LevelFilter::WARN,
-        3 => LevelFilter::INFO,
-        4 => LevelFilter::DEBUG,
-        _ => LevelFilter::TRACE,
-    }
+extern "C" fn host_enabled(level: u8) -> bool {
+    code_level(level) <= LevelFilter::current()
 }
 
 extern "C" fn log_into_host(level: u8, target: RStr<'_>, message: RStr<'_>) {
@@ -59,9 +60,9 @@ extern "C" fn log_into_host(level: u8, target: RStr<'_>, message: RStr<'_>) {
 }
 
 impl LogSink {
-    /// The sink of the calling binary, filtered at its current maximum level.
+    /// The sink of the calling binary: events go to its subscriber, filtered by its current level.
     pub fn to_host() -> Self {
-        LogSink { max_level: filter_code(LevelFilter::current()), log: log_into_host }
+        LogSink { enabled: host_enabled, log: log_into_host }
     }
 }
 
@@ -91,6 +92,13 @@ impl Visit for EventText {
 struct ForwardToHost(LogSink);
 
 impl<S: Subscriber> Layer<S> for ForwardToHost {
+    fn register_callsite(&self, _meta: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        // Never cache a verdict: the host's filter may change.
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        (self.0.enabled)(level_code(*meta.level()))
+    }
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut text = EventText::default();
         event.record(&mut text);
@@ -101,7 +109,22 @@ impl<S: Subscriber> Layer<S> for ForwardToHost {
 }
 
 /// Plugin side: make this library's `tracing` forward to `sink`. Later calls are ignored.
+///
+/// Also replaces this library's panic hook (each cdylib has its own copy of std): a panic in plugin
+/// code is caught at the boundary and returned to the host as an error, so the default hook's
+/// stderr dump (with libtorch's C++ stack trace) would only repeat it; it goes to the debug log.
 pub fn install_plugin_logger(sink: LogSink) {
-    let subscriber = tracing_subscriber::registry().with(ForwardToHost(sink).with_filter(code_filter(sink.max_level)));
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    let subscriber = tracing_subscriber::registry().with(ForwardToHost(sink));
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            tracing::debug!("plugin panicked{location}: {}", super::plugin_side::without_cpp_backtrace(&message));
+        }));
+    }
 }

@@ -22,12 +22,20 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// libtorch appends a C++ stack trace to its messages; users need the sentence before it.
+pub(crate) fn without_cpp_backtrace(message: &str) -> String {
+    let cut = message.find("\nException raised from").unwrap_or(message.len());
+    message[..cut].trim_end().to_string()
+}
+
 /// Run `f`, returning its error or its panic as a message: nothing unwinds into an FFI shim.
 pub fn guard<T>(f: impl FnOnce() -> crate::Result<T>) -> FfiResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => RResult::ROk(value),
-        Ok(Err(error)) => RResult::RErr(error.to_string().into()),
-        Err(payload) => RResult::RErr(format!("panicked: {}", panic_message(payload.as_ref())).into()),
+        Ok(Err(error)) => RResult::RErr(without_cpp_backtrace(&error.to_string()).into()),
+        Err(payload) => {
+            RResult::RErr(format!("panicked: {}", without_cpp_backtrace(&panic_message(payload.as_ref()))).into())
+        }
     }
 }
 

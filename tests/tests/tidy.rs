@@ -1,0 +1,64 @@
+//! Tidy checks: facts the code states in two places stay in agreement.
+
+use std::path::PathBuf;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo_root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn recorded_tch_version_matches_the_lock_file() {
+    let lock = read("Cargo.lock");
+    let tch = lock.split("[[package]]").find(|p| p.contains("\nname = \"tch\"\n")).expect("tch in Cargo.lock");
+    let version = tch.lines().find_map(|l| l.strip_prefix("version = ")).unwrap().trim_matches('"');
+    assert_eq!(version, longrl_core::TCH_VERSION);
+}
+
+#[test]
+fn every_plugin_crate_is_a_cdylib_and_an_rlib() {
+    for entry in std::fs::read_dir(repo_root().join("plugins")).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
+        let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+        let crate_type = manifest.get("lib").and_then(|l| l.get("crate-type")).and_then(|t| t.as_array()).cloned();
+        let source = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
+        let exports = source.lines().map(str::trim_start).any(|l| l.starts_with("longrl_core::export_plugin!") || l.starts_with("export_plugin!"));
+        if !exports {
+            continue; // a support library shared by plugins, not a plugin
+        }
+        let types: Vec<&str> = crate_type.as_deref().unwrap_or(&[]).iter().filter_map(|v| v.as_str()).collect();
+        assert!(types.contains(&"cdylib") && types.contains(&"rlib"), "{}: crate-type {types:?}", dir.display());
+    }
+}
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let readme = read("README.md");
+    let ci = read(".ci/run");
+    assert!(readme.contains("cargo xtask test"), "README names the test command");
+    let command = ci.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd ")).collect::<Vec<_>>();
+    assert_eq!(command, vec!["cargo xtask test"], ".ci/run must run the README's test command and nothing else");
+}
+
+#[test]
+fn the_cli_reference_documents_every_subcommand() {
+    let cli_doc = read("docs/cli.md");
+    let output = std::process::Command::new(longrl_tests::longrl_binary()).arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 5, "{help}");
+    for command in commands {
+        assert!(cli_doc.contains(&format!("longrl {command}")), "docs/cli.md does not document `longrl {command}`");
+    }
+}
