@@ -1,0 +1,99 @@
+use std::io::Write;
+
+use super::*;
+
+fn write_toml(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn load(file: Option<&Path>, overrides: &[&str]) -> anyhow::Result<Config> {
+    Config::load(&ConfigSources {
+        file: file.map(Path::to_path_buf),
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+#[test]
+fn defaults_alone_are_a_valid_config() {
+    let config = load(None, &[]).unwrap();
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn layers_apply_in_order_file_then_set() {
+    let file = write_toml("seed = 5\ndevice = \"cpu\"\n[policy]\nname = \"qwen\"\nconfig = { model = \"a\" }\n");
+    let config = load(Some(file.path()), &[]).unwrap();
+    assert_eq!(config.seed, 5);
+    assert_eq!(config.policy.config["model"], "a");
+    let config = load(Some(file.path()), &["seed=9", "policy.config.model=b", "train.lr=1e-5"]).unwrap();
+    assert_eq!(config.seed, 9);
+    assert_eq!(config.policy.config["model"], "b");
+    assert_eq!(config.train.lr, 1e-5);
+    // Last --set wins.
+    let config = load(None, &["seed=1", "seed=2"]).unwrap();
+    assert_eq!(config.seed, 2);
+}
+
+#[test]
+fn unknown_key_in_file_names_key_and_file() {
+    let file = write_toml("seed = 1\n[train]\nlearning_rate = 3\n");
+    let err = load(Some(file.path()), &[]).unwrap_err().to_string();
+    assert!(err.contains("learning_rate"), "{err}");
+    assert!(err.contains(&file.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn unknown_key_in_set_names_the_flag() {
+    let err = load(None, &["bogus.x=1"]).unwrap_err().to_string();
+    assert!(err.contains("bogus") && err.contains("--set bogus.x=1"), "{err}");
+}
+
+#[test]
+fn bad_value_names_the_key() {
+    let err = load(None, &["device=gpu7"]).unwrap_err().to_string();
+    assert!(err.contains("device") && err.contains("gpu7"), "{err}");
+    let err = load(None, &["seed=\"many\""]).unwrap_err().to_string();
+    assert!(err.contains("seed"), "{err}");
+}
+
+#[test]
+fn malformed_set_flags_are_rejected() {
+    assert!(parse_override("novalue").is_err());
+    assert!(parse_override("a..b=1").is_err());
+    assert_eq!(parse_override("a.b=[1, 2]").unwrap().1, toml::Value::Array(vec![1.into(), 2.into()]));
+    assert_eq!(parse_override("a=hello world").unwrap().1, toml::Value::String("hello world".into()));
+}
+
+#[test]
+fn missing_config_file_is_an_error_naming_it() {
+    let err = load(Some(Path::new("/nonexistent/run.toml")), &[]).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/run.toml"), "{err}");
+}
+
+#[test]
+fn environment_layer_sits_between_file_and_set() {
+    // figment::Jail isolates the environment for this closure.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("run.toml", "seed = 1")?;
+        jail.set_env("LONGRL_SEED", "2");
+        jail.set_env("LONGRL_TRAIN__LR", "0.5");
+        jail.set_env("LONGRL_PLUGIN_PATH", "/not/a/config/key");
+        let file = jail.directory().join("run.toml");
+        let config = load(Some(&file), &[]).map_err(|e| e.to_string())?;
+        assert_eq!(config.seed, 2);
+        assert_eq!(config.train.lr, 0.5);
+        let config = load(Some(&file), &["seed=3"]).map_err(|e| e.to_string())?;
+        assert_eq!(config.seed, 3);
+        Ok(())
+    });
+}
+
+#[test]
+fn shown_config_round_trips() {
+    let config = load(None, &["seed=4", "policy.config.model=m"]).unwrap();
+    let text = config.to_toml().unwrap();
+    let file = write_toml(&text);
+    assert_eq!(load(Some(file.path()), &[]).unwrap(), config);
+}

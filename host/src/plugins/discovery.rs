@@ -54,6 +54,9 @@ pub fn candidates(paths: &[PathBuf]) -> Vec<Candidate> {
                 }
             };
             files.sort();
+            // The test suite's deliberately broken plugins are built beside the binary; never pick
+            // them up by scanning (tests load them by path).
+            files.retain(|f| !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("liblongrl_fixture_")));
             for file in files {
                 push(file, true, &mut out);
             }

@@ -16,14 +16,19 @@ pub use library::{LoadError, PluginLibrary};
 pub struct PluginSet {
     libraries: Vec<PluginLibrary>,
     index: BTreeMap<(ComponentKind, String), usize>,
+    /// Plugins found by scanning a directory that could not be used, with the reason.
+    skipped: Vec<LoadError>,
 }
 
 impl PluginSet {
     /// Load every plugin in `paths` (directories are scanned, files are loaded as given).
-    /// Libraries that are not longrl plugins are skipped in scanned directories and rejected when
-    /// named directly; a longrl plugin that fails its checks is always an error.
+    ///
+    /// A library named directly must load. In a scanned directory, other shared libraries are
+    /// ignored and a longrl plugin that fails its checks (built for another ABI or libtorch) is
+    /// skipped with a warning naming the file and the cause, and named again if a component it
+    /// might have provided is asked for. Two components with one kind and name are always an error.
     pub fn load(paths: &[PathBuf]) -> Result<Self, LoadError> {
-        let mut set = PluginSet { libraries: Vec::new(), index: BTreeMap::new() };
+        let mut set = PluginSet { libraries: Vec::new(), index: BTreeMap::new(), skipped: Vec::new() };
         for candidate in discovery::candidates(paths) {
             let library = match PluginLibrary::load(&candidate.path) {
                 Ok(library) => library,
@@ -31,11 +36,21 @@ impl PluginSet {
                     tracing::debug!("skipping {}: not a longrl plugin", candidate.path.display());
                     continue;
                 }
+                Err(error) if candidate.scanned && !matches!(error, LoadError::Duplicate { .. }) => {
+                    tracing::warn!("skipping plugin {error}");
+                    set.skipped.push(error);
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             set.add(library)?;
         }
         Ok(set)
+    }
+
+    /// Plugins found by scanning that could not be used.
+    pub fn skipped(&self) -> &[LoadError] {
+        &self.skipped
     }
 
     fn add(&mut self, library: PluginLibrary) -> Result<(), LoadError> {
@@ -87,8 +102,9 @@ impl PluginSet {
                     .filter(|(k, _)| *k == kind)
                     .map(|(_, n)| n.as_str())
                     .collect();
+                let skipped: String = self.skipped.iter().map(|e| format!("\n  skipped {e}")).collect();
                 anyhow::bail!(
-                    "no {kind} plugin named `{name}` was found (available: {}); searched: {}",
+                    "no {kind} plugin named `{name}` was found (available: {}); loaded libraries: {}{skipped}",
                     if known.is_empty() { "none".to_string() } else { known.join(", ") },
                     self.searched()
                 )
