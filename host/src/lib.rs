@@ -8,3 +8,4 @@ pub mod data;
 pub mod logging;
 pub mod plugins;
 pub mod rewards;
+pub mod serve;
