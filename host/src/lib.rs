@@ -8,4 +8,5 @@ pub mod data;
 pub mod logging;
 pub mod plugins;
 pub mod rewards;
+pub mod synth;
 pub mod serve;
