@@ -8,5 +8,6 @@ pub mod data;
 pub mod logging;
 pub mod plugins;
 pub mod rewards;
+pub mod train;
 pub mod synth;
 pub mod serve;
