@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod logging;
 pub mod plugins;
 pub mod rewards;

@@ -1,0 +1,87 @@
+//! Accuracy statistics: the unbiased pass@k estimator and the Wilson score interval.
+
+/// z of a two-sided 95% interval.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// Unbiased pass@k of one question with `n` samples of which `c` are correct (Chen et al. 2021):
+/// `1 - C(n-c, k) / C(n, k)`, computed as a product to stay exact for large `n`. `k <= n`.
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+    assert!(k >= 1 && k <= n && c <= n, "pass@k needs 1 <= k <= n and c <= n (n={n}, c={c}, k={k})");
+    if n - c < k {
+        return 1.0;
+    }
+    1.0 - ((n - c + 1)..=n).map(|i| 1.0 - k as f64 / i as f64).product::<f64>()
+}
+
+/// The 95% Wilson score interval of a proportion `p` observed over `n` trials, as fractions.
+///
+/// With K > 1 samples per question (or fractional scores) `p` is the mean of per-question scores in
+/// [0, 1] and `n` the number of questions; their variance is at most `p(1-p)`, so the interval is
+/// conservative then.
+pub fn wilson_interval(p: f64, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let z2 = Z95 * Z95;
+    let denominator = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denominator;
+    let half = Z95 / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).max(0.0).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The k of the pass@k columns: powers of two below `samples`, and `samples` itself.
+pub fn pass_ks(samples: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2)).take_while(|&k| k < samples).collect();
+    if samples >= 1 {
+        ks.push(samples);
+    }
+    ks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binomial(n: u64, k: u64) -> f64 {
+        if k > n {
+            return 0.0;
+        }
+        (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+    }
+
+    #[test]
+    fn pass_at_k_matches_the_binomial_formula() {
+        for n in 1..=10usize {
+            for c in 0..=n {
+                for k in 1..=n {
+                    let expected = 1.0 - binomial((n - c) as u64, k as u64) / binomial(n as u64, k as u64);
+                    assert!((pass_at_k(n, c, k) - expected).abs() < 1e-12, "n={n} c={c} k={k}");
+                }
+            }
+        }
+        // Hand-computed: 4 samples, 1 correct: pass@1 = 1/4, pass@2 = 1 - C(3,2)/C(4,2) = 1/2.
+        assert!((pass_at_k(4, 1, 1) - 0.25).abs() < 1e-12);
+        assert!((pass_at_k(4, 1, 2) - 0.5).abs() < 1e-12);
+        assert_eq!(pass_at_k(4, 0, 4), 0.0);
+        assert_eq!(pass_at_k(4, 1, 4), 1.0);
+    }
+
+    #[test]
+    fn wilson_interval_matches_a_hand_computation() {
+        // p = 0.5, n = 100: center 0.5, half = 1.96/(1+0.0384)*sqrt(0.0025+0.0000096) = 0.0962.
+        let (lo, hi) = wilson_interval(0.5, 100);
+        assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3, "{lo} {hi}");
+        // All correct: the interval stays inside [0, 1] and below 1 at its low end.
+        let (lo, hi) = wilson_interval(1.0, 10);
+        assert!((lo - 0.7225).abs() < 1e-3 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
+        assert_eq!(wilson_interval(0.3, 0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn pass_ks_are_powers_of_two_and_k() {
+        assert_eq!(pass_ks(1), vec![1]);
+        assert_eq!(pass_ks(8), vec![1, 2, 4, 8]);
+        assert_eq!(pass_ks(6), vec![1, 2, 4, 6]);
+    }
+}
