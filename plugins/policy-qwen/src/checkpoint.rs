@@ -77,7 +77,10 @@ pub fn read_weights(
         let mmap = unsafe { memmap2::Mmap::map(&handle) }.map_err(|e| Error::msg(format!("{}: {e}", file.display())))?;
         let tensors = SafeTensors::deserialize(&mmap)
             .map_err(|e| Error::msg(format!("{}: not a valid safetensors file: {e}", file.display())))?;
-        for (name, view) in tensors.tensors() {
+        // In name order, so that the first error reported is the same on every run.
+        let mut entries = tensors.tensors();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in entries {
             if ignorable(&name, tied) {
                 continue;
             }

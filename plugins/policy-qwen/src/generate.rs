@@ -19,7 +19,6 @@ struct Row {
     tokens: Vec<u32>,
     logprobs: Vec<f32>,
     finish: Option<FinishReason>,
-    /// Byte offset of the stop string in the decoded text, when one ended the row.
     rng: ChaCha8Rng,
 }
 
@@ -166,7 +165,7 @@ pub fn generate(
             } else if !params.stop.is_empty() {
                 // Only the tail can newly contain a stop string; decode a window of it.
                 let from = row.tokens.len().saturating_sub(stop_window);
-                let tail = codec.decode(&row.tokens[from..], false)?;
+                let tail = codec.decode(&row.tokens[from..], true)?;
                 if find_stop(&tail, &params.stop).is_some() {
                     row.finish = Some(FinishReason::Stop);
                 }

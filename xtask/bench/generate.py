@@ -1,0 +1,70 @@
+"""`cargo xtask bench generate`: prefill and decode tokens/s of `longrl generate` against
+transformers' `generate` on the same 50M Qwen2-shaped model, 2 threads each, batch 1 and 8,
+prompts of 512 and 2048 tokens; each run in its own process so peak memory is its own."""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qwen_bench_common import LONGRL, THREADS, ensure_model, gb, run_json  # noqa: E402
+
+HF_CHILD = r"""
+import json, sys, time, resource, torch
+from transformers import AutoModelForCausalLM
+torch.set_num_threads(int(sys.argv[1]))
+model_dir, batch, prompt_len, new = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+ids = torch.tensor([[(i * 2654435761) % 32000 for i in range(prompt_len)]] * batch)
+mask = torch.ones_like(ids)
+kw = dict(attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+with torch.no_grad():
+    model.generate(ids[:, :16], **dict(kw, max_new_tokens=4, min_new_tokens=4))  # warm-up
+    t = time.perf_counter(); model(ids, attention_mask=mask, use_cache=True); prefill = time.perf_counter() - t
+    t = time.perf_counter(); out = model.generate(ids, **kw); total = time.perf_counter() - t
+generated = (out.shape[1] - prompt_len) * batch
+print(json.dumps({"prefill_tokens_per_second": batch * prompt_len / prefill,
+                  "decode_tokens_per_second": generated / max(total - prefill, 1e-9),
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--prompts", default="512,2048")
+    args = ap.parse_args()
+    model = ensure_model()
+    if not os.path.exists(LONGRL):
+        raise SystemExit(f"{LONGRL} is missing: cargo build --release -p longrl -p longrl-policy-qwen")
+    rows = []
+    for prompt_len in map(int, args.prompts.split(",")):
+        ids_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump([(i * 2654435761) % 32000 for i in range(prompt_len)], ids_file)
+        ids_file.close()
+        for batch in map(int, args.batches.split(",")):
+            hf = run_json([sys.executable, "-c", HF_CHILD, THREADS, model, str(batch), str(prompt_len),
+                           str(args.new_tokens)])
+            ours = run_json([LONGRL, "--log-level", "warn", "--set", "device=cpu", "generate", "--model", model,
+                             "--prompt-ids", ids_file.name, "--batch", str(batch), "--warmup", "0",
+                             "--max-new-tokens", str(args.new_tokens), "--temperature", "0", "--json",
+                             "--dtype", "float32"])
+            rows.append((prompt_len, batch, hf, ours))
+            print(f"done: prompt {prompt_len} batch {batch}", file=sys.stderr)
+        os.unlink(ids_file.name)
+    print(f"\ngenerate, 50M Qwen2-shaped model, float32, {THREADS} threads, {args.new_tokens} new tokens")
+    print(f"{'prompt':>6} {'batch':>5} | {'prefill tok/s (hf / ours / x)':>32} | {'decode tok/s (hf / ours / x)':>30} |"
+          f" {'peak mem (hf / ours)':>22}")
+    for prompt_len, batch, hf, ours in rows:
+        pf = (hf["prefill_tokens_per_second"], ours["prefill_tokens_per_second"])
+        dc = (hf["decode_tokens_per_second"], ours["decode_tokens_per_second"])
+        print(f"{prompt_len:>6} {batch:>5} | {pf[0]:>10.0f} / {pf[1]:>8.0f} / {pf[1] / pf[0]:>5.2f}x |"
+              f" {dc[0]:>8.1f} / {dc[1]:>8.1f} / {dc[1] / dc[0]:>5.2f}x |"
+              f" {gb(hf['peak_rss_bytes']):>9} / {gb(ours['peak_rss_bytes']):>9}")
+
+
+if __name__ == "__main__":
+    main()
