@@ -28,7 +28,7 @@ enum Chore {
     },
     /// The main job: the tiny recipe (SFT, two RL phases, evaluation) on synthetic long-document QA.
     Demo {
-        /// Run directory (default: runs/demo-<timestamp>).
+        /// Run directory (default: the config's, runs/tiny).
         #[arg(long)]
         run_dir: Option<PathBuf>,
         /// Extra `--set key=value` overrides for the run.
@@ -46,6 +46,8 @@ enum Chore {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Regenerate docs/cli.md from `longrl --help`.
+    Docs,
     /// Validate and plan (`--dry-run`) or run a reproduction config from configs/.
     Repro {
         name: String,
@@ -53,6 +55,12 @@ enum Chore {
         dry_run: bool,
     },
 }
+
+/// Where the demo's synthetic data lives (configs/tiny.toml reads it from here).
+const DEMO_DATA_DIR: &str = "runs/tiny-data";
+/// `longrl data synth` arguments of the demo data: short and long documents, the four question kinds.
+const DEMO_SYNTH_ARGS: &[&str] =
+    &["--seed", "0", "--train", "600", "--eval", "120", "--lengths", "256,768", "--kinds", "lookup,multihop,numeric,choice"];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -68,17 +76,29 @@ fn main() -> Result<()> {
         }
         Chore::Demo { run_dir, overrides } => {
             setup::run(&root)?;
-            build(&root, true)?;
-            let run_dir = run_dir.unwrap_or_else(|| root.join("runs").join(format!("demo-{}", timestamp())));
-            let mut cmd = Command::new(root.join("target/release/longrl"));
-            cmd.current_dir(&root).args(["train", "--config", "configs/tiny.toml", "--run-dir"]).arg(&run_dir);
-            for o in overrides {
-                cmd.args(["--set", &o]);
+            // The debug profile (dependencies optimised) shares its build with `cargo xtask test`;
+            // libtorch does the heavy lifting, so a second, release build would only cost time.
+            build(&root, false)?;
+            let longrl = root.join("target/debug/longrl");
+            let data = root.join(DEMO_DATA_DIR);
+            if !data.join("train.parquet").exists() {
+                let mut synth = Command::new(&longrl);
+                synth.current_dir(&root).args(["data", "synth", "--out"]).arg(&data).args(DEMO_SYNTH_ARGS);
+                run(synth)?;
             }
-            run(cmd)?;
-            let report = run_dir.join("report.md");
-            if let Ok(text) = std::fs::read_to_string(&report) {
-                println!("\n{text}");
+            let mut train = Command::new(&longrl);
+            train.current_dir(&root).args(["train", "--config", "configs/tiny.toml"]);
+            if let Some(dir) = &run_dir {
+                train.arg("--run-dir").arg(dir);
+            }
+            for o in overrides {
+                train.args(["--set", &o]);
+            }
+            run(train)?;
+            let run_dir = run_dir.unwrap_or_else(|| root.join("runs/tiny"));
+            match std::fs::read_to_string(run_dir.join("report.md")) {
+                Ok(text) => println!("\n{text}"),
+                Err(_) => println!("(no report.md was written)"),
             }
             println!("run directory: {}", run_dir.display());
             Ok(())
@@ -96,6 +116,13 @@ fn main() -> Result<()> {
             if !script.exists() {
                 bail!("unknown benchmark `{what}` (no {})", script.display());
             }
+            run(cmd)
+        }
+        Chore::Docs => {
+            setup::run(&root)?;
+            build(&root, false)?;
+            let mut cmd = cargo(&root);
+            cmd.env("UPDATE_DOCS", "1").args(["test", "-p", "longrl-tests", "--test", "tidy", "cli_reference"]);
             run(cmd)
         }
         Chore::Repro { name, dry_run } => {
@@ -143,7 +170,3 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository").to_path_buf()
 }
 
-fn timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    secs.to_string()
-}
