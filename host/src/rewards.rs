@@ -39,8 +39,14 @@ pub struct RewardSet {
 
 impl RewardSet {
     pub fn new(rewards: Vec<(String, Box<dyn Reward>)>, cascade: bool, max_score: f32) -> Self {
-        let rewards =
-            rewards.into_iter().map(|(name, reward)| Member { name, reward, failing: AtomicBool::new(false) }).collect();
+        let rewards = rewards
+            .into_iter()
+            .map(|(name, reward)| Member {
+                name,
+                reward,
+                failing: AtomicBool::new(false),
+            })
+            .collect();
         RewardSet {
             rewards,
             cascade,
@@ -51,7 +57,11 @@ impl RewardSet {
         }
     }
 
-    pub fn from_config(config: &RewardConfig, plugins: &PluginSet, ctx: &ComponentContext) -> anyhow::Result<Self> {
+    pub fn from_config(
+        config: &RewardConfig,
+        plugins: &PluginSet,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Self> {
         let mut rewards = Vec::new();
         for component in &config.components {
             let reward = plugins.reward(&component.name, &component.config, ctx)?;
@@ -63,7 +73,10 @@ impl RewardSet {
     /// Every reward must route every data source of the data (checked at start-up).
     pub fn check_sources(&self, sources: &[String]) -> anyhow::Result<()> {
         for member in &self.rewards {
-            member.reward.check_sources(sources).map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
+            member
+                .reward
+                .check_sources(sources)
+                .map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
         }
         Ok(())
     }
@@ -75,10 +88,13 @@ impl RewardSet {
             anyhow::bail!("no reward is configured (`reward.components` is empty)");
         }
         let mut best: Vec<Option<RewardScore>> = vec![None; inputs.len()];
-        let mut details: Vec<serde_json::Map<String, serde_json::Value>> = vec![Default::default(); inputs.len()];
+        let mut details: Vec<serde_json::Map<String, serde_json::Value>> =
+            vec![Default::default(); inputs.len()];
         for (position, member) in self.rewards.iter().enumerate() {
             let pending: Vec<usize> = (0..inputs.len())
-                .filter(|&i| !self.cascade || best[i].as_ref().is_none_or(|b| b.score < self.max_score))
+                .filter(|&i| {
+                    !self.cascade || best[i].as_ref().is_none_or(|b| b.score < self.max_score)
+                })
                 .collect();
             if pending.is_empty() {
                 continue;
@@ -91,7 +107,10 @@ impl RewardSet {
                 Err(error) => {
                     self.note_failure(member, &error, pending.len());
                     for &i in &pending {
-                        details[i].insert(member.name.clone(), serde_json::json!({"error": format!("{error:#}")}));
+                        details[i].insert(
+                            member.name.clone(),
+                            serde_json::json!({"error": format!("{error:#}")}),
+                        );
                     }
                     continue;
                 }
@@ -112,20 +131,38 @@ impl RewardSet {
         best.into_iter()
             .zip(details)
             .map(|(score, details)| {
-                let score = score.ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
-                Ok(RewardScore { score: score.score, decided_by: score.decided_by, details: serde_json::Value::Object(details) })
+                let score = score
+                    .ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
+                Ok(RewardScore {
+                    score: score.score,
+                    decided_by: score.decided_by,
+                    details: serde_json::Value::Object(details),
+                })
             })
             .collect()
     }
 
     /// One reward's scores for `batch`, checked: one finite score per input.
     fn call(&self, member: &Member, batch: &[RewardInput]) -> anyhow::Result<Vec<RewardScore>> {
-        let scores = member.reward.score(batch).map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
+        let scores = member
+            .reward
+            .score(batch)
+            .map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
         if scores.len() != batch.len() {
-            anyhow::bail!("reward `{}` returned {} scores for {} responses", member.name, scores.len(), batch.len());
+            anyhow::bail!(
+                "reward `{}` returned {} scores for {} responses",
+                member.name,
+                scores.len(),
+                batch.len()
+            );
         }
         if let Some(bad) = scores.iter().find(|s| !s.score.is_finite()) {
-            anyhow::bail!("reward `{}` returned a non-finite score ({}, decided by `{}`)", member.name, bad.score, bad.decided_by);
+            anyhow::bail!(
+                "reward `{}` returned a non-finite score ({}, decided by `{}`)",
+                member.name,
+                bad.score,
+                bad.decided_by
+            );
         }
         if member.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(reward = %member.name, "reward answering again");
@@ -155,7 +192,8 @@ impl RewardSet {
         let failed_calls = self.failed_calls.swap(0, Ordering::Relaxed) as f64;
         if self.rewards.len() > 1 {
             // A judge that counts its own fallbacks is trusted; failed calls are never counted by it.
-            *out.entry(FALLBACK_METRIC.to_string()).or_insert(unavailable) += failed_items;
+            *out.entry(FALLBACK_METRIC.to_string())
+                .or_insert(unavailable) += failed_items;
             out.insert(FAILED_CALLS_METRIC.to_string(), failed_calls);
         }
         out

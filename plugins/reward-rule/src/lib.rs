@@ -9,14 +9,16 @@ pub mod extract;
 pub mod routes;
 
 use longrl_core::abi::Component;
-use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore};
+use longrl_core::api::{
+    ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore,
+};
 use longrl_core::sdk::{config_keys, parse_config};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::choice::ChoiceParser;
 pub use crate::docqa::Metric;
-pub use crate::routes::{Router, RouteConfig, Rule, default_routes};
+pub use crate::routes::{RouteConfig, Router, Rule, default_routes};
 
 const COMPONENT: &str = "reward/rule";
 
@@ -52,12 +54,30 @@ impl Default for RuleConfig {
 }
 
 const CONFIG_DOCS: &[(&str, &str)] = &[
-    ("require_think", "score 0 when the response has no `</think>` (turn off for non-thinking models: the whole response is then the answer)"),
-    ("metric", "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`"),
-    ("routes", "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`; the first route matching a data source decides its rule; unknown sources are an error at start-up"),
-    ("choice_letters", "option letters of multiple-choice questions (upper-case)"),
-    ("tolerance", "DocMath relative tolerance (the reference: 0.0015)"),
-    ("empty_matches", "let a doc-QA answer that normalises to nothing (\"the answer is the.\") match, as the reference's substring test does; off by default because a policy learns to exploit it"),
+    (
+        "require_think",
+        "score 0 when the response has no `</think>` (turn off for non-thinking models: the whole response is then the answer)",
+    ),
+    (
+        "metric",
+        "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`",
+    ),
+    (
+        "routes",
+        "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`; the first route matching a data source decides its rule; unknown sources are an error at start-up",
+    ),
+    (
+        "choice_letters",
+        "option letters of multiple-choice questions (upper-case)",
+    ),
+    (
+        "tolerance",
+        "DocMath relative tolerance (the reference: 0.0015)",
+    ),
+    (
+        "empty_matches",
+        "let a doc-QA answer that normalises to nothing (\"the answer is the.\") match, as the reference's substring test does; off by default because a policy learns to exploit it",
+    ),
 ];
 
 pub struct RuleReward {
@@ -81,7 +101,10 @@ impl Component for RuleReward {
         }
     }
 
-    fn create(config: &serde_json::Value, _context: &ComponentContext) -> longrl_core::Result<Self> {
+    fn create(
+        config: &serde_json::Value,
+        _context: &ComponentContext,
+    ) -> longrl_core::Result<Self> {
         let config: RuleConfig = parse_config(COMPONENT, config)?;
         Self::new(config)
     }
@@ -89,14 +112,23 @@ impl Component for RuleReward {
 
 impl RuleReward {
     pub fn new(config: RuleConfig) -> longrl_core::Result<Self> {
-        let router = Router::new(&config.routes)
-            .map_err(|(key, message)| longrl_core::Error::config(format!("{COMPONENT}: {key}"), message))?;
-        let choice = ChoiceParser::new(&config.choice_letters)
-            .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))?;
+        let router = Router::new(&config.routes).map_err(|(key, message)| {
+            longrl_core::Error::config(format!("{COMPONENT}: {key}"), message)
+        })?;
+        let choice = ChoiceParser::new(&config.choice_letters).map_err(|message| {
+            longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message)
+        })?;
         if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
-            return Err(longrl_core::Error::config(format!("{COMPONENT}: tolerance"), "must be a number >= 0"));
+            return Err(longrl_core::Error::config(
+                format!("{COMPONENT}: tolerance"),
+                "must be a number >= 0",
+            ));
         }
-        Ok(RuleReward { config, router, choice })
+        Ok(RuleReward {
+            config,
+            router,
+            choice,
+        })
     }
 
     /// Score one response. Errors only for a data source no route matches.
@@ -110,7 +142,9 @@ impl RuleReward {
         let base = json!({ "data_source": input.data_source, "route": rule.as_str() });
         let answer = match extract::after_think(&input.response) {
             Some(answer) => answer,
-            None if self.config.require_think => return Ok(verdict(0.0, "no_think", base, json!({}))),
+            None if self.config.require_think => {
+                return Ok(verdict(0.0, "no_think", base, json!({})));
+            }
             None => input.response.as_str(),
         };
         let answer = answer.trim();
@@ -125,12 +159,18 @@ impl RuleReward {
         let gold_raw = docqa::extract_gold(ground_truth);
         let gold = docqa::normalize_answer(&gold_raw);
         let Some(extracted) = docqa::extract_prediction(answer) else {
-            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
+            return verdict(
+                0.0,
+                "no_answer",
+                base,
+                json!({ "answer": answer, "gold": gold }),
+            );
         };
         let prediction = docqa::normalize_answer(&extracted);
         let metric = self.config.metric;
         let score = docqa::score(metric, &prediction, &gold, self.config.empty_matches);
-        let decided_by = if !self.config.empty_matches && (prediction.is_empty() || gold.is_empty()) {
+        let decided_by = if !self.config.empty_matches && (prediction.is_empty() || gold.is_empty())
+        {
             "docqa.empty".to_string()
         } else {
             format!("docqa.{}", metric.as_str())
@@ -142,43 +182,93 @@ impl RuleReward {
     fn docmath(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
         let gold = docmath::parse_gold(ground_truth);
         let Some(gold) = gold else {
-            tracing::warn!(ground_truth, "DocMath ground truth states no number, list or boolean; scoring 0");
-            return verdict(0.0, "docmath.bad_ground_truth", base, json!({ "answer": answer, "ground_truth": ground_truth }));
+            tracing::warn!(
+                ground_truth,
+                "DocMath ground truth states no number, list or boolean; scoring 0"
+            );
+            return verdict(
+                0.0,
+                "docmath.bad_ground_truth",
+                base,
+                json!({ "answer": answer, "ground_truth": ground_truth }),
+            );
         };
         let Some((extracted, prediction)) = docmath::extract_prediction(answer) else {
-            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
+            return verdict(
+                0.0,
+                "no_answer",
+                base,
+                json!({ "answer": answer, "gold": gold }),
+            );
         };
         let (matched, check) = docmath::compare(&prediction, &gold, self.config.tolerance);
         let fields = json!({ "answer": answer, "extracted": extracted, "prediction": prediction, "gold": gold });
-        verdict(if matched { 1.0 } else { 0.0 }, &format!("docmath.{check}"), base, fields)
+        verdict(
+            if matched { 1.0 } else { 0.0 },
+            &format!("docmath.{check}"),
+            base,
+            fields,
+        )
     }
 
     fn choice(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
         let Some(gold) = self.choice.gold(ground_truth) else {
-            tracing::warn!(ground_truth, "multiple-choice ground truth names no option letter; scoring 0");
-            return verdict(0.0, "choice.bad_ground_truth", base, json!({ "answer": answer, "ground_truth": ground_truth }));
+            tracing::warn!(
+                ground_truth,
+                "multiple-choice ground truth names no option letter; scoring 0"
+            );
+            return verdict(
+                0.0,
+                "choice.bad_ground_truth",
+                base,
+                json!({ "answer": answer, "ground_truth": ground_truth }),
+            );
         };
         let Some(letter) = self.choice.extract(answer) else {
-            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold.to_string() }));
+            return verdict(
+                0.0,
+                "no_answer",
+                base,
+                json!({ "answer": answer, "gold": gold.to_string() }),
+            );
         };
-        let fields = json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
-        verdict(if letter == gold { 1.0 } else { 0.0 }, "choice.letter", base, fields)
+        let fields =
+            json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
+        verdict(
+            if letter == gold { 1.0 } else { 0.0 },
+            "choice.letter",
+            base,
+            fields,
+        )
     }
 }
 
 /// A score with `details` = the route facts, `decided_by` and the rule's own fields.
-fn verdict(score: f32, decided_by: &str, base: serde_json::Value, fields: serde_json::Value) -> RewardScore {
+fn verdict(
+    score: f32,
+    decided_by: &str,
+    base: serde_json::Value,
+    fields: serde_json::Value,
+) -> RewardScore {
     let mut details = base;
     if let (Some(details), serde_json::Value::Object(fields)) = (details.as_object_mut(), fields) {
         details.extend(fields);
         details.insert("decided_by".into(), json!(decided_by));
     }
-    RewardScore { score, decided_by: decided_by.to_string(), details }
+    RewardScore {
+        score,
+        decided_by: decided_by.to_string(),
+        details,
+    }
 }
 
 impl Reward for RuleReward {
     fn check_sources(&self, sources: &[String]) -> longrl_core::Result<()> {
-        let mut unknown: Vec<&str> = sources.iter().filter(|s| self.router.rule(s).is_none()).map(String::as_str).collect();
+        let mut unknown: Vec<&str> = sources
+            .iter()
+            .filter(|s| self.router.rule(s).is_none())
+            .map(String::as_str)
+            .collect();
         unknown.sort_unstable();
         unknown.dedup();
         if unknown.is_empty() {
@@ -186,7 +276,11 @@ impl Reward for RuleReward {
         }
         Err(longrl_core::Error::msg(format!(
             "{COMPONENT}: no route for data source(s) {}; add `{{prefix = \"...\", rule = \"docqa|docmath|choice\"}}` entries to the rule reward's `routes`",
-            unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            unknown
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 
@@ -206,17 +300,43 @@ mod tests {
     }
 
     fn input(source: &str, response: &str, gold: &str) -> RewardInput {
-        RewardInput { response: response.into(), ground_truth: gold.into(), data_source: source.into(), ..Default::default() }
+        RewardInput {
+            response: response.into(),
+            ground_truth: gold.into(),
+            data_source: source.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn routes_each_rule() {
         let r = reward(json!({}));
-        let s = r.score_one(&input("musique_v1", "<think>x</think>Therefore, the answer is the Eiffel Tower.", "Eiffel Tower")).unwrap();
+        let s = r
+            .score_one(&input(
+                "musique_v1",
+                "<think>x</think>Therefore, the answer is the Eiffel Tower.",
+                "Eiffel Tower",
+            ))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (1.0, "docqa.sub_em"));
-        let s = r.score_one(&input("docmath_v1", "<think>x</think>Therefore, the answer is 12.5%.", "0.125")).unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (1.0, "docmath.scale_x100"));
-        let s = r.score_one(&input("long_toc_choices_0_20000", "<think>x</think>The correct answer is (B).", "The correct answer is (C)")).unwrap();
+        let s = r
+            .score_one(&input(
+                "docmath_v1",
+                "<think>x</think>Therefore, the answer is 12.5%.",
+                "0.125",
+            ))
+            .unwrap();
+        assert_eq!(
+            (s.score, s.decided_by.as_str()),
+            (1.0, "docmath.scale_x100")
+        );
+        let s = r
+            .score_one(&input(
+                "long_toc_choices_0_20000",
+                "<think>x</think>The correct answer is (B).",
+                "The correct answer is (C)",
+            ))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "choice.letter"));
         assert_eq!(s.details["prediction"], "B");
         assert_eq!(s.details["gold"], "C");
@@ -225,30 +345,56 @@ mod tests {
     #[test]
     fn think_and_answer_requirements() {
         let r = reward(json!({}));
-        let s = r.score_one(&input("musique", "Therefore, the answer is Paris.", "Paris")).unwrap();
+        let s = r
+            .score_one(&input(
+                "musique",
+                "Therefore, the answer is Paris.",
+                "Paris",
+            ))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "no_think"));
-        let s = r.score_one(&input("musique", "<think>the answer is Paris</think>I am not sure.", "Paris")).unwrap();
+        let s = r
+            .score_one(&input(
+                "musique",
+                "<think>the answer is Paris</think>I am not sure.",
+                "Paris",
+            ))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "no_answer"));
         let r = reward(json!({"require_think": false}));
-        let s = r.score_one(&input("musique", "Therefore, the answer is Paris.", "Paris")).unwrap();
+        let s = r
+            .score_one(&input(
+                "musique",
+                "Therefore, the answer is Paris.",
+                "Paris",
+            ))
+            .unwrap();
         assert_eq!(s.score, 1.0);
     }
 
     #[test]
     fn empty_answers_do_not_match_by_default() {
         let response = "<think>x</think>Therefore, the answer is the.";
-        let s = reward(json!({})).score_one(&input("musique", response, "Paris")).unwrap();
+        let s = reward(json!({}))
+            .score_one(&input("musique", response, "Paris"))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "docqa.empty"));
-        let s = reward(json!({"empty_matches": true})).score_one(&input("musique", response, "Paris")).unwrap();
+        let s = reward(json!({"empty_matches": true}))
+            .score_one(&input("musique", response, "Paris"))
+            .unwrap();
         assert_eq!(s.score, 1.0);
     }
 
     #[test]
     fn metric_is_selectable() {
         let response = "<think>x</think>the answer is Paris, France";
-        let s = reward(json!({"metric": "em"})).score_one(&input("hotpotqa", response, "Paris")).unwrap();
+        let s = reward(json!({"metric": "em"}))
+            .score_one(&input("hotpotqa", response, "Paris"))
+            .unwrap();
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "docqa.em"));
-        let s = reward(json!({"metric": "f1"})).score_one(&input("hotpotqa", response, "Paris")).unwrap();
+        let s = reward(json!({"metric": "f1"}))
+            .score_one(&input("hotpotqa", response, "Paris"))
+            .unwrap();
         assert!((s.score - 2.0 / 3.0).abs() < 1e-6);
         assert_eq!(s.decided_by, "docqa.f1");
     }
@@ -256,10 +402,23 @@ mod tests {
     #[test]
     fn unknown_sources_are_named() {
         let r = reward(json!({}));
-        let sources = vec!["musique_v1".to_string(), "gsm8k".into(), "mbpp".into(), "gsm8k".into()];
+        let sources = vec![
+            "musique_v1".to_string(),
+            "gsm8k".into(),
+            "mbpp".into(),
+            "gsm8k".into(),
+        ];
         let err = r.check_sources(&sources).unwrap_err().to_string();
-        assert!(err.contains("`gsm8k`, `mbpp`") && !err.contains("musique"), "{err}");
-        assert!(r.score(&[input("gsm8k", "</think>the answer is 1", "1")]).unwrap_err().to_string().contains("gsm8k"));
+        assert!(
+            err.contains("`gsm8k`, `mbpp`") && !err.contains("musique"),
+            "{err}"
+        );
+        assert!(
+            r.score(&[input("gsm8k", "</think>the answer is 1", "1")])
+                .unwrap_err()
+                .to_string()
+                .contains("gsm8k")
+        );
         let r = reward(json!({"routes": [{"pattern": "^gsm", "rule": "docmath"}]}));
         r.check_sources(&["gsm8k".into()]).unwrap();
         assert!(r.check_sources(&["musique".into()]).is_err());
@@ -267,7 +426,12 @@ mod tests {
 
     #[test]
     fn bad_config_names_the_key() {
-        let make = |c: serde_json::Value| RuleReward::create(&c, &ComponentContext::default()).err().unwrap().to_string();
+        let make = |c: serde_json::Value| {
+            RuleReward::create(&c, &ComponentContext::default())
+                .err()
+                .unwrap()
+                .to_string()
+        };
         assert!(make(json!({"metrik": "em"})).contains("metrik"));
         assert!(make(json!({"metric": "bleu"})).contains("bleu"));
         assert!(make(json!({"routes": [{"pattern": "(", "rule": "docqa"}]})).contains("routes[0]"));
@@ -279,10 +443,24 @@ mod tests {
     #[test]
     fn bad_ground_truth_scores_zero_with_a_reason() {
         let r = reward(json!({}));
-        let s = r.score_one(&input("docmath", "</think>the answer is 3", "unknown")).unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "docmath.bad_ground_truth"));
-        let s = r.score_one(&input("long_toc_choices", "</think>The correct answer is (A)", "Paris")).unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "choice.bad_ground_truth"));
+        let s = r
+            .score_one(&input("docmath", "</think>the answer is 3", "unknown"))
+            .unwrap();
+        assert_eq!(
+            (s.score, s.decided_by.as_str()),
+            (0.0, "docmath.bad_ground_truth")
+        );
+        let s = r
+            .score_one(&input(
+                "long_toc_choices",
+                "</think>The correct answer is (A)",
+                "Paris",
+            ))
+            .unwrap();
+        assert_eq!(
+            (s.score, s.decided_by.as_str()),
+            (0.0, "choice.bad_ground_truth")
+        );
     }
 
     #[test]
