@@ -113,7 +113,8 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     (
         "loss_agg",
         "token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO: token sums / \
-         (sequences * max_response_len)); divisors are the mini-batch's, so micro-batch losses add up",
+         (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length only); \
+         divisors are the mini-batch's, so micro-batch losses add up",
     ),
     (
         "kl_coef",
