@@ -8,10 +8,14 @@ import subprocess
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-LONGRL = os.path.join(ROOT, "target", "release", "longrl")
-MODEL_DIR = os.environ.get("LONGRL_BENCH_MODEL", "/tmp/longrl-bench-qwen2-50m")
+# `cargo xtask bench` builds release; BENCH_LONGRL_BIN points elsewhere (e.g. target/debug/longrl, whose
+# heavy lifting is the same libtorch) when a release build is not at hand.
+LONGRL = os.environ.get("BENCH_LONGRL_BIN", os.path.join(ROOT, "target", "release", "longrl"))
+MODEL_DIR = os.environ.get("BENCH_MODEL_DIR", "/tmp/longrl-bench-qwen2-50m")
 THREADS = "2"
-ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
+# LONGRL_* variables are config overrides for the binary: keep the caller's out of the runs.
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("LONGRL_")}
+ENV.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
 
 
 def ensure_model():
