@@ -58,15 +58,16 @@ class Handler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Same answer. [[YES]]"},
                          "finish_reason": "stop"}],
         }).encode()
+        # Counted out before the reply leaves, so the client's next request never overlaps it here.
+        with STATS.lock:
+            STATS.in_flight -= 1
+            STATS.count += 1
+            STATS.last_out = time.perf_counter()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
-        with STATS.lock:
-            STATS.in_flight -= 1
-            STATS.count += 1
-            STATS.last_out = time.perf_counter()
 
     def log_message(self, *args):
         pass
