@@ -39,8 +39,12 @@ impl Arch {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     None,
-    Linear { factor: f64 },
-    Dynamic { factor: f64 },
+    Linear {
+        factor: f64,
+    },
+    Dynamic {
+        factor: f64,
+    },
     Yarn {
         factor: f64,
         original_max_position_embeddings: f64,
@@ -82,7 +86,9 @@ fn key_err(file: &str, key: &str, message: impl std::fmt::Display) -> Error {
 
 fn get_i64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<i64> {
     match obj.get(key) {
-        Some(v) => v.as_i64().ok_or_else(|| key_err(file, key, format!("expected an integer, got {v}"))),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| key_err(file, key, format!("expected an integer, got {v}"))),
         None => Err(key_err(file, key, "missing")),
     }
 }
@@ -90,23 +96,33 @@ fn get_i64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<i64> {
 fn opt_f64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<Option<f64>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| key_err(file, key, format!("expected a number, got {v}"))),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| key_err(file, key, format!("expected a number, got {v}"))),
     }
 }
 
 impl QwenConfig {
     pub fn from_file(path: &Path) -> Result<QwenConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
-        let raw: Value =
-            serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))?;
         Self::from_value(raw, &path.display().to_string())
     }
 
     pub fn from_value(raw: Value, file: &str) -> Result<QwenConfig> {
-        let obj = raw.as_object().ok_or_else(|| Error::msg(format!("{file}: expected a JSON object")))?;
+        let obj = raw
+            .as_object()
+            .ok_or_else(|| Error::msg(format!("{file}: expected a JSON object")))?;
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
         let arch = Arch::parse(model_type).ok_or_else(|| {
-            key_err(file, "model_type", format!("`{model_type}` is not supported (expected qwen2 or qwen3)"))
+            key_err(
+                file,
+                "model_type",
+                format!("`{model_type}` is not supported (expected qwen2 or qwen3)"),
+            )
         })?;
         let hidden_size = get_i64(obj, file, "hidden_size")?;
         let num_attention_heads = get_i64(obj, file, "num_attention_heads")?;
@@ -118,11 +134,16 @@ impl QwenConfig {
             None | Some(Value::Null) => hidden_size / num_attention_heads.max(1),
             Some(_) => get_i64(obj, file, "head_dim")?,
         };
-        if num_attention_heads <= 0 || num_key_value_heads <= 0 || num_attention_heads % num_key_value_heads != 0 {
+        if num_attention_heads <= 0
+            || num_key_value_heads <= 0
+            || num_attention_heads % num_key_value_heads != 0
+        {
             return Err(key_err(
                 file,
                 "num_key_value_heads",
-                format!("{num_key_value_heads} must divide num_attention_heads {num_attention_heads}"),
+                format!(
+                    "{num_key_value_heads} must divide num_attention_heads {num_attention_heads}"
+                ),
             ));
         }
         // transformers 5 keeps theta and scaling in `rope_parameters`; older files at the top level.
@@ -130,7 +151,10 @@ impl QwenConfig {
         let rope_theta = rope_params
             .and_then(|p| p.get("rope_theta"))
             .or_else(|| obj.get("rope_theta"))
-            .map(|v| v.as_f64().ok_or_else(|| key_err(file, "rope_theta", "expected a number")))
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| key_err(file, "rope_theta", "expected a number"))
+            })
             .transpose()?
             .unwrap_or(10000.0);
         let max_position_embeddings = get_i64(obj, file, "max_position_embeddings")?;
@@ -146,7 +170,10 @@ impl QwenConfig {
             .map(str::to_string);
         let qkv_bias = match arch {
             Arch::Qwen2 => true,
-            Arch::Qwen3 => obj.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
+            Arch::Qwen3 => obj
+                .get("attention_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         Ok(QwenConfig {
             arch,
@@ -161,7 +188,10 @@ impl QwenConfig {
             rope_theta,
             rope_scaling,
             max_position_embeddings,
-            tie_word_embeddings: obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
+            tie_word_embeddings: obj
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             qkv_bias,
             checkpoint_dtype,
             raw,
@@ -204,7 +234,10 @@ impl QwenConfig {
             "torch_dtype": "float32",
         });
         if heads <= 0 || hidden % heads != 0 {
-            return Err(Error::config("init.heads", format!("{heads} must divide hidden {hidden}")));
+            return Err(Error::config(
+                "init.heads",
+                format!("{heads} must divide hidden {hidden}"),
+            ));
         }
         if arch == Arch::Qwen3 {
             raw["head_dim"] = json!(hidden / heads);
@@ -234,7 +267,11 @@ impl QwenConfig {
     }
 
     pub fn num_parameters(&self) -> u64 {
-        let (h, i, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.vocab_size as u64);
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
         let (q, kv) = (
             (self.num_attention_heads * self.head_dim) as u64,
             (self.num_key_value_heads * self.head_dim) as u64,
@@ -252,7 +289,11 @@ impl QwenConfig {
 }
 
 fn parse_rope_scaling(s: &Map<String, Value>, file: &str, max_pos: i64) -> Result<RopeScaling> {
-    let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str).unwrap_or("default");
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
     let factor = || -> Result<f64> {
         opt_f64(s, file, "factor")?.ok_or_else(|| key_err(file, "rope_scaling.factor", "missing"))
     };
@@ -261,15 +302,20 @@ fn parse_rope_scaling(s: &Map<String, Value>, file: &str, max_pos: i64) -> Resul
         "linear" => RopeScaling::Linear { factor: factor()? },
         "dynamic" => RopeScaling::Dynamic { factor: factor()? },
         "yarn" => {
-            let original = opt_f64(s, file, "original_max_position_embeddings")?.unwrap_or(max_pos as f64);
+            let original =
+                opt_f64(s, file, "original_max_position_embeddings")?.unwrap_or(max_pos as f64);
             // transformers derives a missing factor from the two lengths (DeepSeek-V3 style).
             let factor = opt_f64(s, file, "factor")?.unwrap_or(max_pos as f64 / original);
             RopeScaling::Yarn {
                 factor,
                 original_max_position_embeddings: original,
                 attention_factor: opt_f64(s, file, "attention_factor")?,
-                beta_fast: opt_f64(s, file, "beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
-                beta_slow: opt_f64(s, file, "beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
+                beta_fast: opt_f64(s, file, "beta_fast")?
+                    .filter(|b| *b != 0.0)
+                    .unwrap_or(32.0),
+                beta_slow: opt_f64(s, file, "beta_slow")?
+                    .filter(|b| *b != 0.0)
+                    .unwrap_or(1.0),
                 mscale: opt_f64(s, file, "mscale")?,
                 mscale_all_dim: opt_f64(s, file, "mscale_all_dim")?,
                 truncate: s.get("truncate").and_then(Value::as_bool).unwrap_or(true),
@@ -299,15 +345,18 @@ mod tests {
     fn reads_both_rope_layouts() {
         let mut classic = base();
         classic["rope_theta"] = json!(1e6);
-        classic["rope_scaling"] = json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256});
+        classic["rope_scaling"] =
+            json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256});
         let a = QwenConfig::from_value(classic, "c").unwrap();
         let mut v5 = base();
-        v5["rope_parameters"] =
-            json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 256});
+        v5["rope_parameters"] = json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 256});
         let b = QwenConfig::from_value(v5, "c").unwrap();
         assert_eq!(a.rope_theta, 1e6);
         assert_eq!(a.rope_scaling, b.rope_scaling);
-        assert!(matches!(a.rope_scaling, RopeScaling::Yarn { factor: 4.0, .. }));
+        assert!(matches!(
+            a.rope_scaling,
+            RopeScaling::Yarn { factor: 4.0, .. }
+        ));
         assert_eq!(a.head_dim, 16);
     }
 
@@ -315,10 +364,20 @@ mod tests {
     fn errors_name_the_key() {
         let mut c = base();
         c.as_object_mut().unwrap().remove("hidden_size");
-        let err = QwenConfig::from_value(c, "x/config.json").unwrap_err().to_string();
-        assert!(err.contains("hidden_size") && err.contains("x/config.json"), "{err}");
+        let err = QwenConfig::from_value(c, "x/config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hidden_size") && err.contains("x/config.json"),
+            "{err}"
+        );
         let mut c = base();
         c["model_type"] = json!("llama");
-        assert!(QwenConfig::from_value(c, "f").unwrap_err().to_string().contains("llama"));
+        assert!(
+            QwenConfig::from_value(c, "f")
+                .unwrap_err()
+                .to_string()
+                .contains("llama")
+        );
     }
 }

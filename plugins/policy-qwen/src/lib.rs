@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use longrl_core::abi::Component;
 use longrl_core::api::{
-    ChatMessage, ComponentContext, ComponentInfo, ComponentKind, GenerateOutput, GenerationParams, LogprobOptions,
-    LogprobOutput, Policy, PolicyDescription, Sequence,
+    ChatMessage, ComponentContext, ComponentInfo, ComponentKind, GenerateOutput, GenerationParams,
+    LogprobOptions, LogprobOutput, Policy, PolicyDescription, Sequence,
 };
 use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
@@ -90,21 +90,46 @@ impl Default for QwenPolicyConfig {
 }
 
 pub const CONFIG_DOCS: &[(&str, &str)] = &[
-    ("model", "path to an HF model directory (config.json, safetensors, tokenizer.json); required unless `init` is given"),
-    ("dtype", "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16"),
-    ("gradient_checkpointing", "recompute each layer's activations in the backward pass (not supported yet: true is an error)"),
-    ("logprob_chunk_tokens", "tokens per chunk of the vocabulary projection in log-prob computation (bounds peak memory)"),
-    ("prefill_chunk_tokens", "prefill long prompts this many tokens at a time during generation (0: all at once)"),
-    ("init", "build a random model instead of loading one: {arch, hidden, layers, heads, kv_heads, intermediate, tokenizer, seed, max_position_embeddings, rope_theta, tie_word_embeddings}"),
+    (
+        "model",
+        "path to an HF model directory (config.json, safetensors, tokenizer.json); required unless `init` is given",
+    ),
+    (
+        "dtype",
+        "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16",
+    ),
+    (
+        "gradient_checkpointing",
+        "recompute each layer's activations in the backward pass (not supported yet: true is an error)",
+    ),
+    (
+        "logprob_chunk_tokens",
+        "tokens per chunk of the vocabulary projection in log-prob computation (bounds peak memory)",
+    ),
+    (
+        "prefill_chunk_tokens",
+        "prefill long prompts this many tokens at a time during generation (0: all at once)",
+    ),
+    (
+        "init",
+        "build a random model instead of loading one: {arch, hidden, layers, heads, kv_heads, intermediate, tokenizer, seed, max_position_embeddings, rope_theta, tie_word_embeddings}",
+    ),
 ];
 
 fn parse_kind(dtype: &str, device: Device) -> Result<Kind> {
     match dtype {
-        "auto" => Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }),
+        "auto" => Ok(if device.is_cuda() {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        }),
         "float32" | "fp32" => Ok(Kind::Float),
         "bfloat16" | "bf16" => Ok(Kind::BFloat16),
         "float16" | "fp16" => Ok(Kind::Half),
-        other => Err(Error::config("dtype", format!("`{other}` is not one of auto, float32, bfloat16, float16"))),
+        other => Err(Error::config(
+            "dtype",
+            format!("`{other}` is not one of auto, float32, bfloat16, float16"),
+        )),
     }
 }
 
@@ -138,7 +163,11 @@ impl Component for QwenPolicy {
 
     fn create(config: &Value, context: &ComponentContext) -> Result<Self> {
         let config: QwenPolicyConfig = parse_config(COMPONENT, config)?;
-        let device_name = if context.device.is_empty() { "cpu" } else { context.device.as_str() };
+        let device_name = if context.device.is_empty() {
+            "cpu"
+        } else {
+            context.device.as_str()
+        };
         let device = longrl_core::device::parse_device(device_name)?;
         QwenPolicy::new(config, device)
     }
@@ -156,7 +185,12 @@ impl QwenPolicy {
         let (model, codec) = match (&config.init, &config.model) {
             (Some(init), _) => random_model(init, device, kind)?,
             (None, Some(dir)) => load_model(dir, device, kind)?,
-            (None, None) => return Err(Error::config("model", "required (a model directory), unless `init` is given")),
+            (None, None) => {
+                return Err(Error::config(
+                    "model",
+                    "required (a model directory), unless `init` is given",
+                ));
+            }
         };
         for (_, p) in model.parameters() {
             let _ = p.set_requires_grad(true);
@@ -168,7 +202,11 @@ impl QwenPolicy {
             dtype = kind_name(kind),
             "qwen policy ready"
         );
-        Ok(QwenPolicy { config, model, codec })
+        Ok(QwenPolicy {
+            config,
+            model,
+            codec,
+        })
     }
 
     pub fn model(&self) -> &QwenModel {
@@ -183,10 +221,17 @@ impl QwenPolicy {
 fn load_model(dir: &Path, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
     let config = QwenConfig::from_file(&dir.join("config.json"))?;
     let mut tensors = BTreeMap::new();
-    checkpoint::read_weights(dir, &parameter_shapes(&config), config.tie_word_embeddings, kind, device, |n, t| {
-        tensors.insert(n.to_string(), t);
-        Ok(())
-    })?;
+    checkpoint::read_weights(
+        dir,
+        &parameter_shapes(&config),
+        config.tie_word_embeddings,
+        kind,
+        device,
+        |n, t| {
+            tensors.insert(n.to_string(), t);
+            Ok(())
+        },
+    )?;
     let codec = TextCodec::load(&dir.join(text::TOKENIZER_FILE), dir, Some(&config.raw))?;
     let model = QwenModel::from_tensors(config, tensors, device, kind)?;
     Ok((model, codec))
@@ -194,19 +239,39 @@ fn load_model(dir: &Path, device: Device, kind: Kind) -> Result<(QwenModel, Text
 
 /// HF's initialisation: normal(0, 0.02) weights and embeddings, zero biases, unit norms.
 fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
-    let arch = Arch::parse(&init.arch)
-        .ok_or_else(|| Error::config("init.arch", format!("`{}` is not one of qwen2, qwen3", init.arch)))?;
-    for (key, v) in [("hidden", init.hidden), ("layers", init.layers), ("heads", init.heads), ("kv_heads", init.kv_heads), ("intermediate", init.intermediate)] {
+    let arch = Arch::parse(&init.arch).ok_or_else(|| {
+        Error::config(
+            "init.arch",
+            format!("`{}` is not one of qwen2, qwen3", init.arch),
+        )
+    })?;
+    for (key, v) in [
+        ("hidden", init.hidden),
+        ("layers", init.layers),
+        ("heads", init.heads),
+        ("kv_heads", init.kv_heads),
+        ("intermediate", init.intermediate),
+    ] {
         if v <= 0 {
-            return Err(Error::config(format!("init.{key}"), format!("must be positive, got {v}")));
+            return Err(Error::config(
+                format!("init.{key}"),
+                format!("must be positive, got {v}"),
+            ));
         }
     }
     if init.heads % init.kv_heads != 0 {
-        return Err(Error::config("init.kv_heads", format!("{} must divide heads {}", init.kv_heads, init.heads)));
+        return Err(Error::config(
+            "init.kv_heads",
+            format!("{} must divide heads {}", init.kv_heads, init.heads),
+        ));
     }
     let tokenizer_dir = init.tokenizer.parent().unwrap_or(Path::new("."));
     let mut codec = TextCodec::load(&init.tokenizer, tokenizer_dir, None)?;
-    if codec.tokenizer_config.as_object().is_none_or(|o| o.is_empty()) {
+    if codec
+        .tokenizer_config
+        .as_object()
+        .is_none_or(|o| o.is_empty())
+    {
         codec = with_default_tokenizer_config(codec, init.max_position_embeddings)?;
     }
     let vocab = codec.vocab_size() as i64;
@@ -236,17 +301,28 @@ fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenMo
         } else {
             (0..numel).map(|_| normal.sample(&mut rng)).collect()
         };
-        let t = Tensor::from_slice(&values).f_view(shape.as_slice())?.f_to(device)?.f_to_kind(kind)?;
+        let t = Tensor::from_slice(&values)
+            .f_view(shape.as_slice())?
+            .f_to(device)?
+            .f_to_kind(kind)?;
         tensors.insert(name, t);
     }
-    Ok((QwenModel::from_tensors(config, tensors, device, kind)?, codec))
+    Ok((
+        QwenModel::from_tensors(config, tensors, device, kind)?,
+        codec,
+    ))
 }
 
 /// A tokenizer config for a bare tokenizer.json: ChatML template, `<|im_end|>` / `<|endoftext|>` ends.
 fn with_default_tokenizer_config(codec: TextCodec, max_len: i64) -> Result<TextCodec> {
     let has = |t: &str| codec.tokenizer.token_to_id(t).is_some();
-    let eos = ["<|im_end|>", "<|endoftext|>", "</s>"].into_iter().find(|t| has(t));
-    let pad = ["<|endoftext|>", "<pad>"].into_iter().find(|t| has(t)).or(eos);
+    let eos = ["<|im_end|>", "<|endoftext|>", "</s>"]
+        .into_iter()
+        .find(|t| has(t));
+    let pad = ["<|endoftext|>", "<pad>"]
+        .into_iter()
+        .find(|t| has(t))
+        .or(eos);
     let config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": max_len,
@@ -263,9 +339,16 @@ fn with_default_tokenizer_config(codec: TextCodec, max_len: i64) -> Result<TextC
 }
 
 fn tempdir_for_config(config: &Value) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("longrl-qwen-init-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "longrl-qwen-init-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(text::TOKENIZER_CONFIG_FILE), serde_json::to_string(config)?)?;
+    std::fs::write(
+        dir.join(text::TOKENIZER_CONFIG_FILE),
+        serde_json::to_string(config)?,
+    )?;
     Ok(dir)
 }
 
@@ -274,7 +357,12 @@ impl Policy for QwenPolicy {
         let c = &self.model.config;
         Ok(PolicyDescription {
             architecture: c.arch.class_name().into(),
-            num_parameters: self.model.parameters().iter().map(|(_, t)| t.numel() as u64).sum(),
+            num_parameters: self
+                .model
+                .parameters()
+                .iter()
+                .map(|(_, t)| t.numel() as u64)
+                .sum(),
             vocab_size: c.vocab_size as u64,
             eos_token_ids: self.codec.eos_token_ids.clone(),
             pad_token_id: self.codec.pad_token_id,
@@ -292,20 +380,44 @@ impl Policy for QwenPolicy {
         self.codec.decode(ids, skip_special_tokens)
     }
 
-    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         self.codec.render_chat(messages, add_generation_prompt)
     }
 
-    fn generate(&mut self, prompts: &[Vec<u32>], params: &GenerationParams) -> Result<GenerateOutput> {
-        generate::generate(&self.model, &self.codec, prompts, params, self.config.prefill_chunk_tokens)
+    fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        params: &GenerationParams,
+    ) -> Result<GenerateOutput> {
+        generate::generate(
+            &self.model,
+            &self.codec,
+            prompts,
+            params,
+            self.config.prefill_chunk_tokens,
+        )
     }
 
     fn logprobs(&mut self, batch: &[Sequence], options: &LogprobOptions) -> Result<LogprobOutput> {
-        logprobs::logprobs(&self.model, batch, options, self.config.logprob_chunk_tokens)
+        logprobs::logprobs(
+            &self.model,
+            batch,
+            options,
+            self.config.logprob_chunk_tokens,
+        )
     }
 
     fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+        Ok(self
+            .model
+            .parameters()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect())
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
@@ -314,7 +426,12 @@ impl Policy for QwenPolicy {
 
     fn load_weights(&mut self, dir: &Path) -> Result<()> {
         let config = &self.model.config;
-        let params: BTreeMap<&str, &Tensor> = self.model.parameters().iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let params: BTreeMap<&str, &Tensor> = self
+            .model
+            .parameters()
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .collect();
         let _guard = tch::no_grad_guard();
         checkpoint::read_weights(
             dir,
@@ -336,7 +453,10 @@ impl QwenPolicy {
     pub fn save_sharded(&self, dir: &Path, max_shard_bytes: usize) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?;
         let config = self.model.config.to_json(kind_name(self.model.kind));
-        std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(&config)?,
+        )?;
         checkpoint::write_weights(dir, self.model.parameters(), max_shard_bytes)?;
         self.codec.save(dir)
     }
@@ -351,14 +471,29 @@ mod tests {
     #[test]
     fn config_is_documented_and_checked() {
         longrl_core::sdk::check_config_docs::<QwenPolicyConfig>(CONFIG_DOCS).unwrap();
-        let ctx = ComponentContext { device: "cpu".into(), ..Default::default() };
-        let err = QwenPolicy::create(&json!({"modle": "x"}), &ctx).err().unwrap().to_string();
+        let ctx = ComponentContext {
+            device: "cpu".into(),
+            ..Default::default()
+        };
+        let err = QwenPolicy::create(&json!({"modle": "x"}), &ctx)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("modle"), "{err}");
-        let err = QwenPolicy::create(&json!({}), &ctx).err().unwrap().to_string();
+        let err = QwenPolicy::create(&json!({}), &ctx)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("model"), "{err}");
-        let err = QwenPolicy::create(&json!({"model": "/nonexistent/dir"}), &ctx).err().unwrap().to_string();
+        let err = QwenPolicy::create(&json!({"model": "/nonexistent/dir"}), &ctx)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("/nonexistent/dir"), "{err}");
-        let err = QwenPolicy::create(&json!({"model": "x", "dtype": "int8"}), &ctx).err().unwrap().to_string();
+        let err = QwenPolicy::create(&json!({"model": "x", "dtype": "int8"}), &ctx)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("int8"), "{err}");
     }
 }

@@ -15,15 +15,22 @@ pub fn logprobs(
     default_chunk: u32,
 ) -> Result<LogprobOutput> {
     if !(options.temperature > 0.0) {
-        return Err(Error::msg(format!("logprobs: temperature must be > 0 (got {})", options.temperature)));
+        return Err(Error::msg(format!(
+            "logprobs: temperature must be > 0 (got {})",
+            options.temperature
+        )));
     }
     let vocab = model.config.vocab_size as u32;
     for (i, s) in batch.iter().enumerate() {
         if s.prompt.is_empty() {
-            return Err(Error::msg(format!("logprobs: sequence {i} has an empty prompt")));
+            return Err(Error::msg(format!(
+                "logprobs: sequence {i} has an empty prompt"
+            )));
         }
         if let Some(bad) = s.prompt.iter().chain(&s.response).find(|&&t| t >= vocab) {
-            return Err(Error::msg(format!("logprobs: sequence {i} has token id {bad} outside the vocabulary ({vocab})")));
+            return Err(Error::msg(format!(
+                "logprobs: sequence {i} has token id {bad} outside the vocabulary ({vocab})"
+            )));
         }
     }
     let device = model.device;
@@ -31,7 +38,11 @@ pub fn logprobs(
     let max_resp = batch.iter().map(|s| s.response.len()).max().unwrap_or(0) as i64;
     let zeros = || Tensor::f_zeros([b, max_resp], (Kind::Float, device));
     if max_resp == 0 {
-        return Ok(LogprobOutput { logprobs: zeros()?, entropy: options.entropy.then(zeros).transpose()?, mask: zeros()? });
+        return Ok(LogprobOutput {
+            logprobs: zeros()?,
+            entropy: options.entropy.then(zeros).transpose()?,
+            mask: zeros()?,
+        });
     }
     let _guard = (!options.with_grad).then(tch::no_grad_guard);
 
@@ -53,12 +64,19 @@ pub fn logprobs(
         }
     }
     let ids = Tensor::from_slice(&ids).f_view([b, t])?.f_to(device)?;
-    let positions = Tensor::f_arange(t, (Kind::Int64, device))?.f_unsqueeze(0)?.f_expand([b, t], false)?;
-    let spec = AttentionSpec { mask: None, write_at: 0 };
+    let positions = Tensor::f_arange(t, (Kind::Int64, device))?
+        .f_unsqueeze(0)?
+        .f_expand([b, t], false)?;
+    let spec = AttentionSpec {
+        mask: None,
+        write_at: 0,
+    };
     let hidden = model.forward_hidden(&ids, &positions, &spec, None)?;
     let h = hidden.size()[2];
     let hidden_index = Tensor::from_slice(&hidden_index).f_to(device)?;
-    let selected = hidden.f_reshape([b * t, h])?.f_index_select(0, &hidden_index)?;
+    let selected = hidden
+        .f_reshape([b * t, h])?
+        .f_index_select(0, &hidden_index)?;
     let targets = Tensor::from_slice(&targets).f_to(device)?;
 
     let n = targets.size()[0];
@@ -80,19 +98,35 @@ pub fn logprobs(
         let tgt = targets.f_narrow(0, start, len)?.f_unsqueeze(1)?;
         lps.push(log_probs.f_gather(1, &tgt, false)?.f_squeeze_dim(1)?);
         if options.entropy {
-            ents.push(log_probs.f_exp()?.f_mul(&log_probs)?.f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()?);
+            ents.push(
+                log_probs
+                    .f_exp()?
+                    .f_mul(&log_probs)?
+                    .f_sum_dim_intlist(-1, false, Kind::Float)?
+                    .f_neg()?,
+            );
         }
         start += len;
     }
     let out_index = Tensor::from_slice(&out_index).f_to(device)?;
     let scatter = |parts: &[Tensor]| -> Result<Tensor> {
         let values = Tensor::f_cat(parts, 0)?;
-        Ok(Tensor::f_zeros([b * max_resp], (Kind::Float, device))?.f_index_copy(0, &out_index, &values)?.f_view([b, max_resp])?)
+        Ok(Tensor::f_zeros([b * max_resp], (Kind::Float, device))?
+            .f_index_copy(0, &out_index, &values)?
+            .f_view([b, max_resp])?)
     };
     let logprobs = scatter(&lps)?;
-    let entropy = if options.entropy { Some(scatter(&ents)?) } else { None };
+    let entropy = if options.entropy {
+        Some(scatter(&ents)?)
+    } else {
+        None
+    };
     let mask = Tensor::f_zeros([b * max_resp], (Kind::Float, device))?
         .f_index_fill(0, &out_index, 1.0)?
         .f_view([b, max_resp])?;
-    Ok(LogprobOutput { logprobs, entropy, mask })
+    Ok(LogprobOutput {
+        logprobs,
+        entropy,
+        mask,
+    })
 }

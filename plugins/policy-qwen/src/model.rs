@@ -75,8 +75,16 @@ impl Attention {
             };
             Ok(y.f_transpose(1, 2)?)
         };
-        let q = apply_rotary(&project(&self.q, self.heads, self.q_norm.as_ref())?, cos, sin)?;
-        let k = apply_rotary(&project(&self.k, self.kv_heads, self.k_norm.as_ref())?, cos, sin)?;
+        let q = apply_rotary(
+            &project(&self.q, self.heads, self.q_norm.as_ref())?,
+            cos,
+            sin,
+        )?;
+        let k = apply_rotary(
+            &project(&self.k, self.kv_heads, self.k_norm.as_ref())?,
+            cos,
+            sin,
+        )?;
         let v = project(&self.v, self.kv_heads, None)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let gqa = self.heads != self.kv_heads;
@@ -89,13 +97,28 @@ impl Attention {
                 let values = cache.v.f_narrow(2, 0, spec.write_at + t)?;
                 let causal = spec.mask.is_none() && t > 1;
                 if causal && spec.write_at > 0 {
-                    return Err(Error::msg("internal: a chunk after the first needs an explicit mask"));
+                    return Err(Error::msg(
+                        "internal: a chunk after the first needs an explicit mask",
+                    ));
                 }
-                Tensor::f_scaled_dot_product_attention(&q, &keys, &values, spec.mask, 0.0, causal, scale, gqa)?
+                Tensor::f_scaled_dot_product_attention(
+                    &q, &keys, &values, spec.mask, 0.0, causal, scale, gqa,
+                )?
             }
-            None => Tensor::f_scaled_dot_product_attention(&q, &k, &v, spec.mask, 0.0, spec.mask.is_none(), scale, gqa)?,
+            None => Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                spec.mask,
+                0.0,
+                spec.mask.is_none(),
+                scale,
+                gqa,
+            )?,
         };
-        let out = out.f_transpose(1, 2)?.f_reshape([b, t, self.heads * self.head_dim])?;
+        let out = out
+            .f_transpose(1, 2)?
+            .f_reshape([b, t, self.heads * self.head_dim])?;
         self.o.forward(&out)
     }
 }
@@ -108,7 +131,11 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.gate.forward(x)?.f_silu()?.f_mul(&self.up.forward(x)?)?;
+        let h = self
+            .gate
+            .forward(x)?
+            .f_silu()?
+            .f_mul(&self.up.forward(x)?)?;
         self.down.forward(&h)
     }
 }
@@ -123,8 +150,14 @@ struct Layer {
 /// Expected parameter names and shapes, in checkpoint order.
 pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
     let (h, hd) = (config.hidden_size, config.head_dim);
-    let (q, kv) = (config.num_attention_heads * hd, config.num_key_value_heads * hd);
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
+    let (q, kv) = (
+        config.num_attention_heads * hd,
+        config.num_key_value_heads * hd,
+    );
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, h],
+    )];
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
@@ -142,9 +175,18 @@ pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
             out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
         }
         out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![config.intermediate_size, h]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![config.intermediate_size, h]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, config.intermediate_size]));
+        out.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![config.intermediate_size, h],
+        ));
+        out.push((
+            format!("{p}.mlp.up_proj.weight"),
+            vec![config.intermediate_size, h],
+        ));
+        out.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![h, config.intermediate_size],
+        ));
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
     if !config.tie_word_embeddings {
@@ -177,14 +219,21 @@ impl QwenModel {
         let shapes = parameter_shapes(&config);
         let mut params = Vec::with_capacity(shapes.len());
         for (name, shape) in &shapes {
-            let t = tensors.get(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))?;
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))?;
             if t.size() != *shape {
-                return Err(Error::msg(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size())));
+                return Err(Error::msg(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.size()
+                )));
             }
             params.push((name.clone(), t.shallow_clone()));
         }
         let mut take = |name: &str| -> Result<Tensor> {
-            tensors.remove(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))
+            tensors
+                .remove(name)
+                .ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut layers = Vec::new();
@@ -193,7 +242,11 @@ impl QwenModel {
             let mut linear = |name: &str, bias: bool| -> Result<Linear> {
                 Ok(Linear {
                     weight: take(&format!("{p}.{name}.weight"))?,
-                    bias: if bias { Some(take(&format!("{p}.{name}.bias"))?) } else { None },
+                    bias: if bias {
+                        Some(take(&format!("{p}.{name}.bias"))?)
+                    } else {
+                        None
+                    },
                 })
             };
             let q = linear("self_attn.q_proj", config.qkv_bias)?;
@@ -204,7 +257,10 @@ impl QwenModel {
             let up = linear("mlp.up_proj", false)?;
             let down = linear("mlp.down_proj", false)?;
             let (q_norm, k_norm) = if config.arch == Arch::Qwen3 {
-                (Some(take(&format!("{p}.self_attn.q_norm.weight"))?), Some(take(&format!("{p}.self_attn.k_norm.weight"))?))
+                (
+                    Some(take(&format!("{p}.self_attn.q_norm.weight"))?),
+                    Some(take(&format!("{p}.self_attn.k_norm.weight"))?),
+                )
             } else {
                 (None, None)
             };
@@ -227,9 +283,23 @@ impl QwenModel {
             });
         }
         let norm = take("model.norm.weight")?;
-        let lm_head = if config.tie_word_embeddings { embed.shallow_clone() } else { take("lm_head.weight")? };
+        let lm_head = if config.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            take("lm_head.weight")?
+        };
         let rope = Rope::new(&config, device)?;
-        Ok(QwenModel { config, device, kind, embed, layers, norm, lm_head, rope, params })
+        Ok(QwenModel {
+            config,
+            device,
+            kind,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            params,
+        })
     }
 
     pub fn parameters(&self) -> &[(String, Tensor)] {
@@ -265,12 +335,19 @@ impl QwenModel {
 
     /// Logits `[.., V]` of hidden states, in float32.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden.f_linear::<&Tensor>(&self.lm_head, None)?.f_to_kind(Kind::Float)?)
+        Ok(hidden
+            .f_linear::<&Tensor>(&self.lm_head, None)?
+            .f_to_kind(Kind::Float)?)
     }
 
     /// An empty KV cache for `batch` sequences of up to `capacity` tokens.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<Vec<LayerCache>> {
-        let shape = [batch, self.config.num_key_value_heads, capacity, self.config.head_dim];
+        let shape = [
+            batch,
+            self.config.num_key_value_heads,
+            capacity,
+            self.config.head_dim,
+        ];
         (0..self.layers.len())
             .map(|_| {
                 Ok(LayerCache {
