@@ -43,7 +43,7 @@ def main():
         ours = run_json([LONGRL, "--log-level", "warn", "--set", "device=cpu", "model", "bench-logprobs",
                          "--model", model, "--tokens", str(n), "--chunk", str(args.chunk), "--dtype", "float32"])
         rows.append((n, hf, ours))
-        print(f"done: {n} tokens", file=sys.stderr)
+        print(f"done: {n} tokens: hf {hf}, ours {ours}", file=sys.stderr, flush=True)
     print(f"\nlog-probs forward+backward, 50M Qwen2-shaped model, float32, {THREADS} threads, chunk {args.chunk}")
     print(f"{'tokens':>6} | {'tok/s (hf / ours / x)':>26} | {'peak mem (hf / ours / ratio)':>30}")
     for n, hf, ours in rows:
