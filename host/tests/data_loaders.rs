@@ -10,7 +10,8 @@ use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, Str
 use arrow_schema::{DataType, Field, Fields, Schema};
 use longrl_core::api::ChatMessage;
 use longrl_host::data::template::docqa_prompt;
-use longrl_host::data::{Example, LoadOptions, load_examples, load_sft_examples, parquet};
+use longrl_host::data::parquet as verl_parquet;
+use longrl_host::data::{Example, LoadOptions, load_examples, load_sft_examples};
 use parquet::arrow::ArrowWriter;
 use serde_json::json;
 
@@ -128,7 +129,7 @@ fn verl_writer_round_trips_through_the_loader() {
         })
         .collect();
     let path = dir.path().join("out.parquet");
-    parquet::write_verl(&path, &examples).unwrap();
+    verl_parquet::write_verl(&path, &examples).unwrap();
     assert_eq!(load(&[path]).unwrap(), examples);
 }
 
