@@ -60,7 +60,7 @@ enum Chore {
 const DEMO_DATA_DIR: &str = "runs/tiny-data";
 /// `longrl data synth` arguments of the demo data: short and long documents, the four question kinds.
 const DEMO_SYNTH_ARGS: &[&str] =
-    &["--seed", "0", "--train", "600", "--eval", "120", "--lengths", "256,768", "--kinds", "lookup,multihop,numeric,choice"];
+    &["--seed", "0", "--train", "400", "--eval", "120", "--lengths", "512,1024,2048", "--kinds", "lookup,multihop,numeric,choice"];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
