@@ -97,3 +97,35 @@ fn the_cli_reference_is_generated_from_the_binary() {
     let actual = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(actual == expected, "docs/cli.md is out of date with `longrl --help`: run `cargo xtask docs`");
 }
+
+#[test]
+fn the_configuration_reference_documents_every_key() {
+    let doc = read("docs/configuration.md");
+    let defaults = toml::Value::try_from(longrl_host::config::Config::default()).unwrap();
+    let mut missing = Vec::new();
+    let toml::Value::Table(top) = defaults else { panic!("config is a table") };
+    for (section, value) in &top {
+        match value {
+            // Component tables (`name` + free-form `config`) are documented by section.
+            toml::Value::Table(table) if table.contains_key("name") || section == "reward" => {
+                if !doc.contains(&format!("`{section}`")) && !doc.contains(&format!("[{section}]")) {
+                    missing.push(section.clone());
+                }
+            }
+            toml::Value::Table(table) => {
+                for key in table.keys() {
+                    let dotted = format!("{section}.{key}");
+                    if !doc.contains(&format!("`{dotted}`")) {
+                        missing.push(dotted);
+                    }
+                }
+            }
+            _ => {
+                if !doc.contains(&format!("`{section}`")) {
+                    missing.push(section.clone());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/configuration.md does not document: {missing:?}");
+}
