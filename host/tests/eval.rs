@@ -116,7 +116,7 @@ fn hand_accuracy(bench: &str) -> (f64, usize) {
     for (_, id, _, score) in CASES.iter().filter(|c| c.0 == bench) {
         match questions.iter_mut().find(|(q, _)| q == id) {
             Some((_, scores)) => scores.push(*score),
-            None => questions.push((id, vec![*score])),
+            None => questions.push((*id, vec![*score])),
         }
     }
     let mean = questions.iter().map(|(_, s)| s.iter().sum::<f64>() / s.len() as f64).sum::<f64>() / questions.len() as f64;
@@ -270,4 +270,96 @@ fn cli_errors_name_the_file_and_line() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is a file, but 2 benchmarks are named"), "{stderr}");
+}
+
+fn qwen_plugin() -> PathBuf {
+    let path = artifact_dir().join(format!("liblongrl_policy_qwen.{}", std::env::consts::DLL_EXTENSION));
+    assert!(path.exists(), "{} is missing: run `cargo build -p longrl-policy-qwen` first", path.display());
+    path
+}
+
+/// A tiny random Qwen2 (hidden 32, 2 layers) with a BPE tokenizer trained on `texts`.
+fn tiny_model(dir: &Path, texts: &[String]) -> PathBuf {
+    use longrl_host::synth::tokenizer;
+    let tok_dir = dir.join("tokenizer");
+    std::fs::create_dir_all(&tok_dir).unwrap();
+    let trained = tokenizer::train(texts.iter().map(String::as_str), 400).unwrap();
+    tokenizer::save(&trained, &tok_dir, 32768).unwrap();
+    let model = dir.join("model");
+    let paths = format!("plugins.paths=[\"{}\"]", qwen_plugin().display());
+    let output = Command::new(env!("CARGO_BIN_EXE_longrl"))
+        .args(["model", "init", "--hidden", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--intermediate", "64"])
+        .arg("--tokenizer")
+        .arg(tok_dir.join("tokenizer.json"))
+        .arg("--out")
+        .arg(&model)
+        .args(["--set", &paths, "--set", "device=\"cpu\""])
+        .env("LONGRL_PLUGIN_PATH", "")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "model init: {}", String::from_utf8_lossy(&output.stderr));
+    model
+}
+
+#[test]
+fn a_tiny_model_runs_end_to_end_on_two_rows_per_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_benchmarks(&data);
+    // The frames file needs a second row; the LongBench ones are the real rows' first two lines.
+    write_jsonl(
+        &data.join("frames.jsonl"),
+        &[
+            json!({"Prompt": "Which river is longer?", "Answer": "The Nile", "wiki_items": [{"title": "Nile", "text": "The Nile is long."}]}),
+            json!({"Prompt": "Which is older?", "Answer": "Rome", "wiki_items": [{"title": "Rome", "text": "Founded 753 BC."}, {"title": "Paris", "text": "Later."}]}),
+        ],
+    );
+    let mut texts = Vec::new();
+    for bench in [Bench::TwoWikiMqa, Bench::HotpotQa, Bench::Musique, Bench::NarrativeQa, Bench::Qasper] {
+        let source = std::fs::read_to_string(longbench_dir().join(format!("{}.jsonl", bench.name()))).unwrap();
+        let lines: Vec<&str> = source.lines().take(2).collect();
+        std::fs::write(data.join(format!("{}.jsonl", bench.name())), lines.join("\n") + "\n").unwrap();
+        for line in lines {
+            let row: Value = serde_json::from_str(line).unwrap();
+            texts.push(row["context"].as_str().unwrap().chars().take(4000).collect::<String>());
+        }
+    }
+    texts.push(longrl_host::data::template::docqa_prompt("doc", "question"));
+    let model = tiny_model(dir.path(), &texts);
+    let out = dir.path().join("out");
+    let paths = format!("plugins.paths=[\"{}\", \"{}\"]", qwen_plugin().display(), rule_plugin().display());
+    let output = Command::new(env!("CARGO_BIN_EXE_longrl"))
+        .args(["eval", "--bench", "docmath,frames,2wikimqa,hotpotqa,musique,narrativeqa,qasper"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .args(["--limit", "2", "--samples", "2", "--max-input-tokens", "200", "--max-output-tokens", "6"])
+        .arg("--out")
+        .arg(&out)
+        .args(["--set", &paths, "--set", "device=\"cpu\""])
+        .env("LONGRL_PLUGIN_PATH", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let benchmarks = json["benchmarks"].as_object().unwrap();
+    assert_eq!(benchmarks.len(), 7);
+    for (name, b) in benchmarks {
+        assert_eq!(b["n"], 2, "{name}");
+        let accuracy = b["accuracy"].as_f64().unwrap();
+        let ci: Vec<f64> = b["ci95"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!((0.0..=100.0).contains(&accuracy) && ci[0] <= accuracy && accuracy <= ci[1], "{name}: {b}");
+    }
+    let examples: Vec<Value> =
+        std::fs::read_to_string(out.join("examples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // 7 benchmarks x 2 rows x 2 samples, each scored by the rule (a random model never writes </think>).
+    assert_eq!(examples.len(), 28);
+    assert!(examples.iter().all(|e| e["decided_by"].as_str().is_some() && e["finish"].is_string()), "{}", examples[0]);
+    // The real LongBench contexts are far over 200 tokens: their prompts were truncated.
+    assert!(examples.iter().filter(|e| e["bench"] == "narrativeqa").all(|e| e["truncated_prompt"] == true));
+    assert!(stdout.contains("| Model | DocMath | Frames | 2Wiki | HQA | Musi | NarQA | Qasp | Avg |"), "{stdout}");
+    assert!(stdout.contains("| pass@2 |"), "{stdout}");
 }
