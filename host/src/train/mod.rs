@@ -10,6 +10,7 @@ pub mod optim;
 pub mod plan;
 pub mod plot;
 pub mod prompts;
+pub mod report;
 mod rl;
 pub mod schedule;
 pub mod seeds;
