@@ -312,7 +312,6 @@ impl Trainer<'_> {
         let processed: usize = items.iter().map(|i| i.seq.prompt.len() + i.seq.response.len()).sum::<usize>() * self.settings.epochs as usize;
         values.extend(update);
         values.insert("lr".into(), lr);
-        values.insert("phase".into(), self.counters.phase as f64);
         values.extend(self.c.rewards.take_metrics().into_iter().map(|(k, v)| (format!("reward_metrics/{k}"), v)));
         values.insert("train_tokens_per_s".into(), processed as f64 / t.update.max(1e-9));
         values.insert("time/generate".into(), t.generate);
