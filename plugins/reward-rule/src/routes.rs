@@ -56,6 +56,8 @@ pub fn default_routes() -> Vec<RouteConfig> {
         "frames",
         "synth_lookup",
         "synth_multihop",
+        // The data layer's `data.default_data_source` for rows that name none.
+        "docqa",
     ];
     let mut routes: Vec<RouteConfig> = docqa
         .iter()
