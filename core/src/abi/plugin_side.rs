@@ -24,7 +24,12 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// libtorch appends a C++ stack trace to its messages; users need the sentence before it.
 pub(crate) fn without_cpp_backtrace(message: &str) -> String {
-    let cut = message.find("\nException raised from").unwrap_or(message.len());
+    // Panics from tch's `unwrap` show the error's Debug form, where the newline is escaped.
+    let cut = ["\nException raised from", "\\nException raised from"]
+        .iter()
+        .filter_map(|marker| message.find(marker))
+        .min()
+        .unwrap_or(message.len());
     message[..cut].trim_end().to_string()
 }
 
