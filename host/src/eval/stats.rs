@@ -30,6 +30,18 @@ pub fn wilson_interval(p: f64, n: usize) -> (f64, f64) {
     ((center - half).max(0.0), (center + half).min(1.0))
 }
 
+/// The difference `p2 - p1` of two independent proportions and its 95% interval by Newcombe's
+/// hybrid score method (his method 10: Wilson intervals of each proportion, combined), which
+/// stays inside [-1, 1] and behaves at 0% and 100%, where the Wald interval does not.
+pub fn difference_interval(p1: f64, n1: usize, p2: f64, n2: usize) -> (f64, f64, f64) {
+    let (l1, u1) = wilson_interval(p1, n1);
+    let (l2, u2) = wilson_interval(p2, n2);
+    let d = p2 - p1;
+    let lo = d - ((p2 - l2).powi(2) + (u1 - p1).powi(2)).sqrt();
+    let hi = d + ((u2 - p2).powi(2) + (p1 - l1).powi(2)).sqrt();
+    (d, lo, hi)
+}
+
 /// The k of the pass@k columns: powers of two below `samples`, and `samples` itself.
 pub fn pass_ks(samples: usize) -> Vec<usize> {
     let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2)).take_while(|&k| k < samples).collect();
@@ -76,6 +88,17 @@ mod tests {
         let (lo, hi) = wilson_interval(1.0, 10);
         assert!((lo - 0.7225).abs() < 1e-3 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
         assert_eq!(wilson_interval(0.3, 0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn difference_interval_matches_newcombes_worked_example() {
+        // Newcombe (1998), Table II, example (a): 56/70 - 48/80 = 0.2, method 10: [0.0524, 0.3339].
+        let (d, lo, hi) = difference_interval(48.0 / 80.0, 80, 56.0 / 70.0, 70);
+        assert!((d - 0.2).abs() < 1e-12);
+        assert!((lo - 0.0524).abs() < 5e-4 && (hi - 0.3339).abs() < 5e-4, "{lo} {hi}");
+        // No difference: the interval straddles 0 symmetrically.
+        let (d, lo, hi) = difference_interval(0.5, 100, 0.5, 100);
+        assert!(d == 0.0 && lo < 0.0 && hi > 0.0 && (lo + hi).abs() < 1e-12);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::prompts::prompt_text;
 use crate::data::Example;
 use crate::data::truncate::truncate_middle;
-use crate::eval::stats::wilson_interval;
+use crate::eval::stats::{difference_interval, wilson_interval};
 use crate::rewards::RewardSet;
 
 /// Accuracy of one group of questions.
@@ -145,9 +145,17 @@ fn pct(c: &Cell) -> String {
     format!("{:.1} [{:.1}, {:.1}] (n={})", 100.0 * c.accuracy, 100.0 * c.ci95[0], 100.0 * c.ci95[1], c.n)
 }
 
+/// Length buckets sort by their number (`512` before `1024`); other labels alphabetically after.
+fn column_order(label: &str) -> (u8, u64, String) {
+    match label.parse::<u64>() {
+        Ok(n) => (0, n, String::new()),
+        Err(_) => (1, 0, label.to_string()),
+    }
+}
+
 fn table(out: &mut String, title: &str, stages: &[StageEval], pick: impl Fn(&StageEval) -> &BTreeMap<String, Cell>) {
     let mut columns: Vec<String> = stages.iter().flat_map(|s| pick(s).keys().cloned()).collect();
-    columns.sort();
+    columns.sort_by_key(|c| column_order(c));
     columns.dedup();
     let _ = writeln!(out, "### {title}\n");
     let _ = writeln!(out, "| after | {} | all |", columns.join(" | "));
@@ -157,6 +165,34 @@ fn table(out: &mut String, title: &str, stages: &[StageEval], pick: impl Fn(&Sta
         let _ = writeln!(out, "| {} | {} | {} |", s.stage, cells.join(" | "), pct(&s.overall));
     }
     let _ = writeln!(out);
+}
+
+/// Did RL help where the recipe aims it? The longest length bucket after the last RL stage against
+/// after SFT: the difference with its 95% interval (Newcombe), and a plain verdict.
+fn long_bucket_check(stages: &[StageEval]) -> Option<String> {
+    let sft = stages.iter().find(|s| s.stage == "sft")?;
+    let last = stages.iter().rev().find(|s| s.stage != "sft")?;
+    let bucket = sft.by_bucket.keys().filter(|b| b.parse::<u64>().is_ok()).max_by_key(|b| column_order(b))?;
+    let (before, after) = (sft.by_bucket.get(bucket)?, last.by_bucket.get(bucket)?);
+    let (d, lo, hi) = difference_interval(before.accuracy, before.n, after.accuracy, after.n);
+    let verdict = if lo > 0.0 {
+        "RL improved the longest bucket: the interval of the difference lies above 0."
+    } else if hi < 0.0 {
+        "RL made the longest bucket worse: the interval of the difference lies below 0."
+    } else {
+        "No difference shown on the longest bucket: the interval of the difference contains 0."
+    };
+    Some(format!(
+        "### Longest bucket ({bucket} tokens): after `{}` against after `sft`\n\n\
+         {:.1}% -> {:.1}%: {:+.1} points, 95% interval of the difference [{:+.1}, {:+.1}] \
+         (Newcombe's hybrid score interval). {verdict}\n",
+        last.stage,
+        100.0 * before.accuracy,
+        100.0 * after.accuracy,
+        100.0 * d,
+        100.0 * lo,
+        100.0 * hi,
+    ))
 }
 
 /// Write `RUN_DIR/report.md` from the recorded stage evaluations, benchmark summaries (if any)
@@ -176,6 +212,9 @@ pub fn write_report(run_dir: &Path, benchmark_tables: &[(String, String)]) -> an
         );
         table(&mut out, "By length bucket", &stages, |s| &s.by_bucket);
         table(&mut out, "By question kind", &stages, |s| &s.by_kind);
+        if let Some(check) = long_bucket_check(&stages) {
+            let _ = writeln!(out, "{check}");
+        }
     }
     for (stage, md) in benchmark_tables {
         let _ = writeln!(out, "## Benchmarks after {stage}\n\n{md}\n");
@@ -223,7 +262,33 @@ mod tests {
         let stages = read_stages(dir.path()).unwrap();
         assert_eq!(stages.iter().map(|s| s.stage.as_str()).collect::<Vec<_>>(), vec!["phase1", "sft"]);
         let report = std::fs::read_to_string(write_report(dir.path(), &[]).unwrap()).unwrap();
-        assert!(report.contains("| after | 2048 | 512 | all |"), "{report}");
-        assert!(report.contains("| sft | 25.0 ["), "{report}");
+        assert!(report.contains("| after | 512 | 2048 | all |"), "{report}");
+        assert!(report.contains("| sft | 50.0 [5.5, 94.5] (n=1) | 25.0 ["), "{report}");
+        // Longest bucket: sft 25% (n=2) against phase1 50% (n=2): too few questions to show anything.
+        assert!(report.contains("### Longest bucket (2048 tokens): after `phase1` against after `sft`"), "{report}");
+        assert!(report.contains("25.0% -> 50.0%: +25.0 points"), "{report}");
+        assert!(report.contains("the interval of the difference contains 0"), "{report}");
+    }
+
+    #[test]
+    fn long_bucket_check_reports_a_real_improvement() {
+        let cell = |correct: usize, n: usize| {
+            let scores: Vec<f64> = (0..n).map(|i| if i < correct { 1.0 } else { 0.0 }).collect();
+            Cell::of(&scores)
+        };
+        let stage = |name: &str, long: Cell| StageEval {
+            stage: name.into(),
+            overall: long.clone(),
+            by_bucket: [("256".to_string(), cell(1, 2)), ("1024".to_string(), long)].into(),
+            by_kind: BTreeMap::new(),
+        };
+        let stages = [stage("sft", cell(10, 100)), stage("short", cell(20, 100)), stage("long", cell(40, 100))];
+        let check = long_bucket_check(&stages).unwrap();
+        assert!(check.contains("(1024 tokens): after `long`"), "{check}");
+        assert!(check.contains("10.0% -> 40.0%: +30.0 points"), "{check}");
+        assert!(check.contains("RL improved the longest bucket"), "{check}");
+        let worse = [stage("sft", cell(40, 100)), stage("long", cell(10, 100))];
+        assert!(long_bucket_check(&worse).unwrap().contains("made the longest bucket worse"));
+        assert!(long_bucket_check(&stages[..1]).is_none(), "no RL stage, no comparison");
     }
 }
