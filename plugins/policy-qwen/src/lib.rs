@@ -7,6 +7,7 @@ pub mod generate;
 pub mod hf_config;
 pub mod logprobs;
 pub mod model;
+pub mod recompute;
 pub mod rope;
 pub mod sampling;
 pub mod text;
@@ -100,11 +101,11 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ),
     (
         "gradient_checkpointing",
-        "recompute each layer's activations in the backward pass (not supported yet: true is an error)",
+        "activation checkpointing: keep only each decoder layer's input for the backward pass and recompute the layer there (less memory with gradients, about one more forward of compute)",
     ),
     (
         "logprob_chunk_tokens",
-        "tokens per chunk of the vocabulary projection in log-prob computation (bounds peak memory)",
+        "tokens per chunk of the vocabulary projection in log-prob computation; with gradients each chunk's logits are recomputed in the backward pass, so peak memory grows with the chunk, not with tokens x vocab (0: all tokens at once)",
     ),
     (
         "prefill_chunk_tokens",
@@ -175,14 +176,8 @@ impl Component for QwenPolicy {
 
 impl QwenPolicy {
     pub fn new(config: QwenPolicyConfig, device: Device) -> Result<QwenPolicy> {
-        if config.gradient_checkpointing {
-            return Err(Error::config(
-                "gradient_checkpointing",
-                "not supported by the qwen policy yet (libtorch's C API offers no custom autograd functions to recompute layers in the backward pass)",
-            ));
-        }
         let kind = parse_kind(&config.dtype, device)?;
-        let (model, codec) = match (&config.init, &config.model) {
+        let (mut model, codec) = match (&config.init, &config.model) {
             (Some(init), _) => random_model(init, device, kind)?,
             (None, Some(dir)) => load_model(dir, device, kind)?,
             (None, None) => {
@@ -195,11 +190,13 @@ impl QwenPolicy {
         for (_, p) in model.parameters() {
             let _ = p.set_requires_grad(true);
         }
+        model.set_gradient_checkpointing(config.gradient_checkpointing);
         tracing::info!(
             arch = model.config.arch.model_type(),
             parameters = model.config.num_parameters(),
             device = %longrl_core::device::device_name(device),
             dtype = kind_name(kind),
+            gradient_checkpointing = config.gradient_checkpointing,
             "qwen policy ready"
         );
         Ok(QwenPolicy {

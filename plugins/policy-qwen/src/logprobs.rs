@@ -6,7 +6,8 @@ use longrl_core::api::{LogprobOptions, LogprobOutput, Sequence};
 use longrl_core::{Error, Result};
 use tch::{Kind, Tensor};
 
-use crate::model::{AttentionSpec, QwenModel};
+use crate::model::{self, AttentionSpec, QwenModel};
+use crate::recompute::{grad_enabled, recompute};
 
 pub fn logprobs(
     model: &QwenModel,
@@ -85,28 +86,41 @@ pub fn logprobs(
         c => c as i64,
     };
     let chunk = if chunk <= 0 { n } else { chunk };
+    let temperature = options.temperature as f64;
+    let want_entropy = options.entropy;
+    let n_out = if want_entropy { 2 } else { 1 };
+    // With gradients, each chunk is one recomputing autograd node: only the hidden states are kept
+    // for backward, which projects the chunk again, so peak memory grows with the chunk and not
+    // with tokens x vocab.
+    let recompute_chunks = options.with_grad && grad_enabled();
     let (mut lps, mut ents) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let mut logits = model.logits(&selected.f_narrow(0, start, len)?)?;
-        if options.temperature != 1.0 {
-            logits = logits.f_div_scalar(options.temperature as f64)?;
+    let hidden_chunks = selected.f_split(chunk, 0)?;
+    let target_chunks = targets.f_split(chunk, 0)?;
+    for (hidden_chunk, target_chunk) in hidden_chunks.iter().zip(target_chunks) {
+        let mut out = if recompute_chunks {
+            let lm_head = model.lm_head().shallow_clone();
+            recompute(&[hidden_chunk], &[model.lm_head()], n_out, move |inputs| {
+                chunk_logprobs(
+                    &inputs[0],
+                    &lm_head,
+                    &target_chunk,
+                    temperature,
+                    want_entropy,
+                )
+            })?
+        } else {
+            chunk_logprobs(
+                hidden_chunk,
+                model.lm_head(),
+                &target_chunk,
+                temperature,
+                want_entropy,
+            )?
+        };
+        if want_entropy {
+            ents.push(out.pop().expect("two outputs"));
         }
-        let log_probs = logits.f_log_softmax(-1, Kind::Float)?;
-        drop(logits);
-        let tgt = targets.f_narrow(0, start, len)?.f_unsqueeze(1)?;
-        lps.push(log_probs.f_gather(1, &tgt, false)?.f_squeeze_dim(1)?);
-        if options.entropy {
-            ents.push(
-                log_probs
-                    .f_exp()?
-                    .f_mul(&log_probs)?
-                    .f_sum_dim_intlist(-1, false, Kind::Float)?
-                    .f_neg()?,
-            );
-        }
-        start += len;
+        lps.push(out.pop().expect("one output"));
     }
     let out_index = Tensor::from_slice(&out_index).f_to(device)?;
     let scatter = |parts: &[Tensor]| -> Result<Tensor> {
@@ -129,4 +143,35 @@ pub fn logprobs(
         entropy,
         mask,
     })
+}
+
+/// Log-probs of `targets` `[N]` under `hidden` `[N, H]` projected by `lm_head` at `temperature`,
+/// and, with `entropy`, the entropy of each token's distribution: `[lp]` or `[lp, entropy]`.
+fn chunk_logprobs(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    entropy: bool,
+) -> Result<Vec<Tensor>> {
+    let mut logits = model::project(hidden, lm_head)?;
+    if temperature != 1.0 {
+        logits = logits.f_div_scalar(temperature)?;
+    }
+    let log_probs = logits.f_log_softmax(-1, Kind::Float)?;
+    drop(logits);
+    let lp = log_probs
+        .f_gather(1, &targets.f_unsqueeze(1)?, false)?
+        .f_squeeze_dim(1)?;
+    let mut out = vec![lp];
+    if entropy {
+        out.push(
+            log_probs
+                .f_exp()?
+                .f_mul(&log_probs)?
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_neg()?,
+        );
+    }
+    Ok(out)
 }

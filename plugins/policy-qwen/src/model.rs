@@ -7,6 +7,7 @@ use longrl_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::hf_config::{Arch, QwenConfig};
+use crate::recompute::{grad_enabled, recompute};
 use crate::rope::{Rope, apply_rotary};
 
 struct Linear {
@@ -15,6 +16,13 @@ struct Linear {
 }
 
 impl Linear {
+    fn shallow_clone(&self) -> Linear {
+        Linear {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
     }
@@ -58,6 +66,18 @@ struct Attention {
 }
 
 impl Attention {
+    fn shallow_clone(&self) -> Attention {
+        Attention {
+            q: self.q.shallow_clone(),
+            k: self.k.shallow_clone(),
+            v: self.v.shallow_clone(),
+            o: self.o.shallow_clone(),
+            q_norm: self.q_norm.as_ref().map(Tensor::shallow_clone),
+            k_norm: self.k_norm.as_ref().map(Tensor::shallow_clone),
+            ..*self
+        }
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -130,6 +150,14 @@ struct Mlp {
 }
 
 impl Mlp {
+    fn shallow_clone(&self) -> Mlp {
+        Mlp {
+            gate: self.gate.shallow_clone(),
+            up: self.up.shallow_clone(),
+            down: self.down.shallow_clone(),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self
             .gate
@@ -145,6 +173,81 @@ struct Layer {
     attention: Attention,
     post_norm: Tensor,
     mlp: Mlp,
+}
+
+impl Layer {
+    /// Handles to the same weights (the closure of a checkpointed layer owns them).
+    fn shallow_clone(&self) -> Layer {
+        Layer {
+            input_norm: self.input_norm.shallow_clone(),
+            attention: self.attention.shallow_clone(),
+            post_norm: self.post_norm.shallow_clone(),
+            mlp: self.mlp.shallow_clone(),
+        }
+    }
+
+    /// Every weight of the layer.
+    fn tensors(&self) -> Vec<&Tensor> {
+        let a = &self.attention;
+        let mut out = vec![&self.input_norm, &self.post_norm];
+        for lin in [
+            &a.q,
+            &a.k,
+            &a.v,
+            &a.o,
+            &self.mlp.gate,
+            &self.mlp.up,
+            &self.mlp.down,
+        ] {
+            out.push(&lin.weight);
+            out.extend(lin.bias.as_ref());
+        }
+        out.extend(a.q_norm.as_ref());
+        out.extend(a.k_norm.as_ref());
+        out
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        spec: &AttentionSpec<'_>,
+        cache: Option<&mut LayerCache>,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let h = rms_norm(x, &self.input_norm, eps)?;
+        let h = self.attention.forward(&h, cos, sin, spec, cache)?;
+        let x = x.f_add(&h)?;
+        let h = rms_norm(&x, &self.post_norm, eps)?;
+        Ok(x.f_add(&self.mlp.forward(&h)?)?)
+    }
+
+    /// `forward` without a cache as one recomputing autograd node: only `x` is kept for the
+    /// backward pass, which runs the layer again.
+    fn forward_checkpointed(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        spec: &AttentionSpec<'_>,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let layer = self.shallow_clone();
+        let (cos_c, sin_c) = (cos.shallow_clone(), sin.shallow_clone());
+        let mask = spec.mask.map(Tensor::shallow_clone);
+        let write_at = spec.write_at;
+        let mut out = recompute(&[x], &self.tensors(), 1, move |inputs| {
+            let spec = AttentionSpec {
+                mask: mask.as_ref(),
+                write_at,
+            };
+            Ok(vec![
+                layer.forward(&inputs[0], &cos_c, &sin_c, &spec, None, eps)?,
+            ])
+        })?;
+        Ok(out.remove(0))
+    }
 }
 
 /// Expected parameter names and shapes, in checkpoint order.
@@ -195,6 +298,13 @@ pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
     out
 }
 
+/// Logits `[.., V]` of hidden states under the vocabulary projection `lm_head` `[V, H]`, in float32.
+pub fn project(hidden: &Tensor, lm_head: &Tensor) -> Result<Tensor> {
+    Ok(hidden
+        .f_linear::<&Tensor>(lm_head, None)?
+        .f_to_kind(Kind::Float)?)
+}
+
 pub struct QwenModel {
     pub config: QwenConfig,
     pub device: Device,
@@ -204,6 +314,8 @@ pub struct QwenModel {
     norm: Tensor,
     lm_head: Tensor,
     rope: Rope,
+    /// Recompute each layer in the backward pass instead of keeping its activations.
+    gradient_checkpointing: bool,
     /// Every parameter by HF name (shallow clones of the tensors above).
     params: Vec<(String, Tensor)>,
 }
@@ -298,8 +410,19 @@ impl QwenModel {
             norm,
             lm_head,
             rope,
+            gradient_checkpointing: false,
             params,
         })
+    }
+
+    /// Recompute each decoder layer in the backward pass (activation checkpointing): a forward
+    /// with gradients then keeps one `[B, T, H]` tensor per layer instead of all its activations.
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.gradient_checkpointing = on;
+    }
+
+    pub fn gradient_checkpointing(&self) -> bool {
+        self.gradient_checkpointing
     }
 
     pub fn parameters(&self) -> &[(String, Tensor)] {
@@ -322,22 +445,21 @@ impl QwenModel {
         let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
         let (cos, sin) = self.rope.cos_sin(positions, self.kind)?;
         let eps = self.config.rms_norm_eps;
+        let checkpoint = self.gradient_checkpointing && caches.is_none() && grad_enabled();
         for (i, layer) in self.layers.iter().enumerate() {
-            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-            let h = rms_norm(&x, &layer.input_norm, eps)?;
-            let h = layer.attention.forward(&h, &cos, &sin, spec, cache)?;
-            x = x.f_add(&h)?;
-            let h = rms_norm(&x, &layer.post_norm, eps)?;
-            x = x.f_add(&layer.mlp.forward(&h)?)?;
+            x = if checkpoint {
+                layer.forward_checkpointed(&x, &cos, &sin, spec, eps)?
+            } else {
+                let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+                layer.forward(&x, &cos, &sin, spec, cache, eps)?
+            };
         }
         rms_norm(&x, &self.norm, eps)
     }
 
     /// Logits `[.., V]` of hidden states, in float32.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden
-            .f_linear::<&Tensor>(&self.lm_head, None)?
-            .f_to_kind(Kind::Float)?)
+        project(hidden, &self.lm_head)
     }
 
     /// An empty KV cache for `batch` sequences of up to `capacity` tokens.

@@ -52,9 +52,13 @@ fn oracle() -> &'static (PathBuf, Value) {
 }
 
 fn load(name: &str) -> QwenPolicy {
+    load_with(name, false)
+}
+
+fn load_with(name: &str, gradient_checkpointing: bool) -> QwenPolicy {
     let dir = oracle().0.join(name);
     QwenPolicy::create(
-        &json!({"model": dir, "dtype": "float32"}),
+        &json!({"model": dir, "dtype": "float32", "gradient_checkpointing": gradient_checkpointing}),
         &ComponentContext {
             device: "cpu".into(),
             ..Default::default()
@@ -286,8 +290,13 @@ fn logprobs_entropy_and_chunking_agree() {
 #[test]
 fn gradients_of_summed_logprobs_agree() {
     let batch = logprob_batch();
-    for name in ["qwen2", "qwen3"] {
-        let mut policy = load(name);
+    for (name, checkpointing) in [
+        ("qwen2", false),
+        ("qwen3", false),
+        ("qwen2", true),
+        ("qwen3", true),
+    ] {
+        let mut policy = load_with(name, checkpointing);
         let expected = expected_tensors(name);
         let params = policy.parameters().unwrap();
         let options = LogprobOptions {
@@ -306,7 +315,7 @@ fn gradients_of_summed_logprobs_agree() {
             let d = max_diff(&got, want);
             assert!(
                 d < 1e-4 * scale,
-                "{name} grad {pname}: max diff {d} (scale {scale})"
+                "{name} (checkpointing {checkpointing}) grad {pname}: max diff {d} (scale {scale})"
             );
             checked += 1;
         }

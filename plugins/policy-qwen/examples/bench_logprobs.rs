@@ -1,0 +1,85 @@
+//! `longrl model bench-logprobs` with the policy's own options, for `xtask/bench/logprobs.py`:
+//! forward + backward of the summed per-token log-probs of one sequence, in-process (no plugin
+//! loading), printing one JSON line with tokens/s and peak resident memory.
+//!
+//! ```sh
+//! cargo run --release -p longrl-policy-qwen --example bench_logprobs -- \
+//!     --model DIR --tokens 8192 [--chunk 1024] [--gradient-checkpointing] [--repeats 1]
+//! ```
+
+use std::time::Instant;
+
+use longrl_core::api::{LogprobOptions, Policy, Sequence};
+use longrl_policy_qwen::{QwenPolicy, QwenPolicyConfig};
+use tch::{Device, Kind};
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut model, mut tokens, mut chunk, mut checkpointing, mut repeats) =
+        (None, 4096usize, 1024u32, false, 1usize);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--model" => model = Some(value()?),
+            "--tokens" => tokens = value()?.parse()?,
+            "--chunk" => chunk = value()?.parse()?,
+            "--repeats" => repeats = value()?.parse()?,
+            "--gradient-checkpointing" => checkpointing = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let config = QwenPolicyConfig {
+        model: Some(model.ok_or("--model DIR is required")?.into()),
+        dtype: "float32".into(),
+        gradient_checkpointing: checkpointing,
+        logprob_chunk_tokens: chunk,
+        ..Default::default()
+    };
+    let mut policy = QwenPolicy::new(config, Device::Cpu)?;
+    let vocab = policy.describe()?.vocab_size;
+    let ids: Vec<u32> = (0..tokens as u64)
+        .map(|i| ((i * 2_654_435_761) % vocab) as u32)
+        .collect();
+    let batch = [Sequence {
+        prompt: ids[..1].to_vec(),
+        response: ids[1..].to_vec(),
+    }];
+    let options = LogprobOptions {
+        with_grad: true,
+        chunk_tokens: chunk,
+        ..Default::default()
+    };
+    let params = policy.parameters()?;
+    let mut seconds = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let out = policy.logprobs(&batch, &options)?;
+        out.logprobs
+            .f_mul(&out.mask)?
+            .f_sum(Kind::Float)?
+            .f_backward()?;
+        seconds.push(start.elapsed().as_secs_f64());
+        for (_, p) in &params {
+            let mut p = p.shallow_clone();
+            p.zero_grad();
+        }
+    }
+    let best = seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "{}",
+        serde_json::json!({
+            "tokens": tokens,
+            "gradient_checkpointing": checkpointing,
+            "seconds": seconds,
+            "tokens_per_second": tokens as f64 / best,
+            "peak_rss_bytes": peak_rss_bytes(),
+        })
+    );
+    Ok(())
+}
