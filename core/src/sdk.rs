@@ -14,10 +14,15 @@ use crate::api::ConfigKey;
 use crate::{Error, Result};
 
 /// Parse a component's config table into its config struct (use `#[serde(deny_unknown_fields,
-/// default)]` on it): unknown keys and bad values become errors naming the key.
+/// default)]` on it): unknown keys and bad values become errors naming the component and the
+/// key's path inside its table (`reward/rule.routes[0].rule`).
 pub fn parse_config<T: DeserializeOwned>(component: &str, config: &serde_json::Value) -> Result<T> {
     let config = if config.is_null() { serde_json::Value::Object(Default::default()) } else { config.clone() };
-    serde_json::from_value(config).map_err(|e| Error::config(component, e))
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path.is_empty() || path == "." { component.to_string() } else { format!("{component}.{path}") };
+        Error::config(key, e.into_inner())
+    })
 }
 
 /// Document a config struct: every key of `T::default()` with its default value and doc line.
@@ -119,6 +124,21 @@ mod tests {
         let err = parse_config::<Demo>("reward/demo", &serde_json::json!({"phrasee": "x"})).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("reward/demo") && text.contains("phrasee"), "{text}");
+    }
+
+    #[test]
+    fn bad_config_value_names_the_key_and_component() {
+        let err = parse_config::<Demo>("reward/demo", &serde_json::json!({"phrase": "x", "weight": "heavy"})).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`reward/demo.weight`") && text.contains("heavy"), "{text}");
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Nested {
+            #[allow(dead_code)]
+            inner: Vec<Demo>,
+        }
+        let err = parse_config::<Nested>("algorithm/x", &serde_json::json!({"inner": [{}, {"weight": true}]})).unwrap_err();
+        assert!(err.to_string().contains("`algorithm/x.inner[1].weight`"), "{err}");
     }
 
     #[test]

@@ -106,20 +106,11 @@ impl HostAlgorithm {
 
 impl api::Algorithm for HostAlgorithm {
     fn settings(&self) -> api::AlgorithmSettings {
-        let fallback = api::AlgorithmSettings {
-            epochs: 1,
-            mini_batch_prompts: 1,
-            needs_reference: false,
-            needs_entropy: false,
-            dynamic_sampling: false,
-            max_gen_batches: 1,
-            mask_truncated: false,
-        };
         match lift(&self.label, "settings", self.inner.settings()).and_then(|j| parse(&self.label, "settings", j)) {
             Ok(settings) => settings,
             Err(error) => {
                 tracing::error!("{error}");
-                fallback
+                api::AlgorithmSettings::default()
             }
         }
     }

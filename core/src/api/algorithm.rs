@@ -64,6 +64,22 @@ pub struct AlgorithmSettings {
     pub mask_truncated: bool,
 }
 
+impl Default for AlgorithmSettings {
+    /// The plainest loop: one pass, one prompt per optimizer step, no reference, entropy, dynamic
+    /// sampling or masking (what the host falls back to when a plugin's settings cannot be read).
+    fn default() -> Self {
+        AlgorithmSettings {
+            epochs: 1,
+            mini_batch_prompts: 1,
+            needs_reference: false,
+            needs_entropy: false,
+            dynamic_sampling: false,
+            max_gen_batches: 1,
+            mask_truncated: false,
+        }
+    }
+}
+
 pub trait Algorithm: Send {
     fn settings(&self) -> AlgorithmSettings;
     /// Reward after length shaping (DAPO's overlong penalty); identity when shaping is off.

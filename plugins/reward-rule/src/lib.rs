@@ -308,29 +308,138 @@ mod tests {
         }
     }
 
-    #[test]
-    fn routes_each_rule() {
-        let r = reward(json!({}));
-        let s = r
-            .score_one(&input(
+    /// (what, config, data_source, response, ground truth, score, decided_by).
+    type Case = (
+        &'static str,
+        serde_json::Value,
+        &'static str,
+        &'static str,
+        &'static str,
+        f32,
+        &'static str,
+    );
+
+    fn cases() -> Vec<Case> {
+        let plain = "Therefore, the answer is Paris.";
+        let empty = "<think>x</think>Therefore, the answer is the.";
+        let france = "<think>x</think>the answer is Paris, France";
+        vec![
+            (
+                "docqa route",
+                json!({}),
                 "musique_v1",
                 "<think>x</think>Therefore, the answer is the Eiffel Tower.",
                 "Eiffel Tower",
-            ))
-            .unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (1.0, "docqa.sub_em"));
-        let s = r
-            .score_one(&input(
+                1.0,
+                "docqa.sub_em",
+            ),
+            (
+                "docmath route, percent vs fraction",
+                json!({}),
                 "docmath_v1",
                 "<think>x</think>Therefore, the answer is 12.5%.",
                 "0.125",
-            ))
-            .unwrap();
-        assert_eq!(
-            (s.score, s.decided_by.as_str()),
-            (1.0, "docmath.scale_x100")
-        );
-        let s = r
+                1.0,
+                "docmath.scale_x100",
+            ),
+            (
+                "think required",
+                json!({}),
+                "musique",
+                plain,
+                "Paris",
+                0.0,
+                "no_think",
+            ),
+            (
+                "answer phrase required",
+                json!({}),
+                "musique",
+                "<think>the answer is Paris</think>I am not sure.",
+                "Paris",
+                0.0,
+                "no_answer",
+            ),
+            (
+                "think not required",
+                json!({"require_think": false}),
+                "musique",
+                plain,
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+            ),
+            (
+                "empty answer",
+                json!({}),
+                "musique",
+                empty,
+                "Paris",
+                0.0,
+                "docqa.empty",
+            ),
+            (
+                "empty answer allowed",
+                json!({"empty_matches": true}),
+                "musique",
+                empty,
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+            ),
+            (
+                "metric em",
+                json!({"metric": "em"}),
+                "hotpotqa",
+                france,
+                "Paris",
+                0.0,
+                "docqa.em",
+            ),
+            (
+                "metric f1",
+                json!({"metric": "f1"}),
+                "hotpotqa",
+                france,
+                "Paris",
+                2.0 / 3.0,
+                "docqa.f1",
+            ),
+            (
+                "bad docmath ground truth",
+                json!({}),
+                "docmath",
+                "</think>the answer is 3",
+                "unknown",
+                0.0,
+                "docmath.bad_ground_truth",
+            ),
+            (
+                "bad choice ground truth",
+                json!({}),
+                "long_toc_choices",
+                "</think>The correct answer is (A)",
+                "Paris",
+                0.0,
+                "choice.bad_ground_truth",
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_rule_decides_its_cases() {
+        for (what, config, source, response, gold, score, rule) in cases() {
+            let s = reward(config)
+                .score_one(&input(source, response, gold))
+                .unwrap();
+            assert!((s.score - score).abs() < 1e-6, "{what}: {s:?}");
+            assert_eq!(s.decided_by, rule, "{what}");
+        }
+    }
+
+    #[test]
+    fn choice_details_name_both_letters() {
+        let s = reward(json!({}))
             .score_one(&input(
                 "long_toc_choices_0_20000",
                 "<think>x</think>The correct answer is (B).",
@@ -340,63 +449,6 @@ mod tests {
         assert_eq!((s.score, s.decided_by.as_str()), (0.0, "choice.letter"));
         assert_eq!(s.details["prediction"], "B");
         assert_eq!(s.details["gold"], "C");
-    }
-
-    #[test]
-    fn think_and_answer_requirements() {
-        let r = reward(json!({}));
-        let s = r
-            .score_one(&input(
-                "musique",
-                "Therefore, the answer is Paris.",
-                "Paris",
-            ))
-            .unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "no_think"));
-        let s = r
-            .score_one(&input(
-                "musique",
-                "<think>the answer is Paris</think>I am not sure.",
-                "Paris",
-            ))
-            .unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "no_answer"));
-        let r = reward(json!({"require_think": false}));
-        let s = r
-            .score_one(&input(
-                "musique",
-                "Therefore, the answer is Paris.",
-                "Paris",
-            ))
-            .unwrap();
-        assert_eq!(s.score, 1.0);
-    }
-
-    #[test]
-    fn empty_answers_do_not_match_by_default() {
-        let response = "<think>x</think>Therefore, the answer is the.";
-        let s = reward(json!({}))
-            .score_one(&input("musique", response, "Paris"))
-            .unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "docqa.empty"));
-        let s = reward(json!({"empty_matches": true}))
-            .score_one(&input("musique", response, "Paris"))
-            .unwrap();
-        assert_eq!(s.score, 1.0);
-    }
-
-    #[test]
-    fn metric_is_selectable() {
-        let response = "<think>x</think>the answer is Paris, France";
-        let s = reward(json!({"metric": "em"}))
-            .score_one(&input("hotpotqa", response, "Paris"))
-            .unwrap();
-        assert_eq!((s.score, s.decided_by.as_str()), (0.0, "docqa.em"));
-        let s = reward(json!({"metric": "f1"}))
-            .score_one(&input("hotpotqa", response, "Paris"))
-            .unwrap();
-        assert!((s.score - 2.0 / 3.0).abs() < 1e-6);
-        assert_eq!(s.decided_by, "docqa.f1");
     }
 
     #[test]
@@ -438,29 +490,6 @@ mod tests {
         assert!(make(json!({"routes": [{"prefix": "a", "rule": "math"}]})).contains("math"));
         assert!(make(json!({"choice_letters": "ab"})).contains("choice_letters"));
         assert!(make(json!({"tolerance": -1.0})).contains("tolerance"));
-    }
-
-    #[test]
-    fn bad_ground_truth_scores_zero_with_a_reason() {
-        let r = reward(json!({}));
-        let s = r
-            .score_one(&input("docmath", "</think>the answer is 3", "unknown"))
-            .unwrap();
-        assert_eq!(
-            (s.score, s.decided_by.as_str()),
-            (0.0, "docmath.bad_ground_truth")
-        );
-        let s = r
-            .score_one(&input(
-                "long_toc_choices",
-                "</think>The correct answer is (A)",
-                "Paris",
-            ))
-            .unwrap();
-        assert_eq!(
-            (s.score, s.decided_by.as_str()),
-            (0.0, "choice.bad_ground_truth")
-        );
     }
 
     #[test]

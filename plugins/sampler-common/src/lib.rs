@@ -7,6 +7,9 @@ mod epochs;
 mod rng;
 mod weighted;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
 pub use epochs::EpochShuffler;
 pub use rng::{RngState, SamplerRng, derive_seed};
 pub use weighted::weighted_index;

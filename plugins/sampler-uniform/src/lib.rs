@@ -139,6 +139,7 @@ longrl_core::export_plugin!(sampler: [UniformSampler]);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use longrl_sampler_common::testing;
     use serde_json::json;
 
     fn pool(range: std::ops::Range<u32>) -> Vec<PoolItem> {
@@ -202,38 +203,13 @@ mod tests {
         b.load_state(&saved).unwrap();
         // The trainer may or may not re-announce the current phase on resume; both must work.
         b.begin_phase(0, &pool(0..7)).unwrap();
-        for _ in 0..5 {
-            assert_eq!(a.next_batch(3).unwrap(), b.next_batch(3).unwrap());
-            assert_eq!(a.epochs_completed(), b.epochs_completed());
-        }
-        a.begin_phase(1, &pool(7..30)).unwrap();
-        b.begin_phase(1, &pool(7..30)).unwrap();
-        assert_eq!(a.epochs_completed(), 0);
-        assert_eq!(a.next_batch(40).unwrap(), b.next_batch(40).unwrap());
-        assert_eq!(a.save_state().unwrap(), b.save_state().unwrap());
+        let no_rewards = |_, _| Vec::new();
+        testing::assert_continue_alike(&mut a, &mut b, 5, 3, no_rewards, 1, &pool(7..30));
     }
 
     #[test]
     fn misuse_is_an_error() {
-        let mut s = sampler(1, json!({}));
-        assert!(
-            s.next_batch(1)
-                .unwrap_err()
-                .to_string()
-                .contains("before begin_phase")
-        );
-        assert!(
-            s.begin_phase(0, &[])
-                .unwrap_err()
-                .to_string()
-                .contains("no examples")
-        );
-        assert!(
-            s.load_state(b"[]")
-                .unwrap_err()
-                .to_string()
-                .contains("malformed")
-        );
+        testing::assert_refuses_misuse(&mut sampler(1, json!({})), b"[]");
         let err = UniformSampler::create(&json!({"sed": 1}), &ComponentContext::default())
             .err()
             .unwrap();
