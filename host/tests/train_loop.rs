@@ -8,11 +8,10 @@ use std::path::Path;
 
 use longrl_core::api::*;
 use longrl_core::{Error, Result};
-use longrl_host::config::{SftConfig, TrainConfig};
-use longrl_host::data::{Example, SftExample};
+use longrl_host::config::{OptimConfig, SftConfig, TrainConfig};
+use longrl_host::data::{Example, OverlongPolicy, SftExample};
 use longrl_host::rewards::RewardSet;
-use longrl_host::train::metrics::{Record, read_metrics};
-use longrl_host::train::prompts::Overlong;
+use longrl_host::train::metrics::{Record, read_metrics, without_timing};
 use longrl_host::train::{Components, Outcome, TrainOptions, Trainer, checkpoint};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -28,9 +27,12 @@ struct Bigram {
 }
 
 impl Bigram {
-    fn new(seed: i64) -> Self {
-        tch::manual_seed(seed);
-        Bigram { w: (Tensor::randn([VOCAB, VOCAB], (Kind::Float, tch::Device::Cpu)) * 0.01).set_requires_grad(true) }
+    /// Small random weights from a local RNG: libtorch's global seed would be shared with the tests
+    /// running beside this one.
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let w: Vec<f32> = (0..VOCAB * VOCAB).map(|_| (rng.random::<f32>() - 0.5) * 0.02).collect();
+        Bigram { w: Tensor::from_slice(&w).reshape([VOCAB, VOCAB]).set_requires_grad(true) }
     }
 }
 
@@ -163,11 +165,10 @@ impl Algorithm for Grpo {
         AlgorithmSettings {
             epochs: 2,
             mini_batch_prompts: 2,
-            needs_reference: false,
             needs_entropy: true,
             dynamic_sampling: self.dynamic,
             max_gen_batches: 20,
-            mask_truncated: false,
+            ..AlgorithmSettings::default()
         }
     }
     fn shape_reward(&self, reward: f32, _: u32, _: u32) -> f32 {
@@ -342,7 +343,7 @@ fn options(run: &Path, s: &Setup) -> TrainOptions {
     TrainOptions {
         run_dir: run.to_path_buf(),
         seed: 5,
-        sft: SftConfig { enabled: s.sft, epochs: 3, batch_size: 4, micro_batch_size: 3, lr: 0.2, weight_decay: 0.0, ..SftConfig::default() },
+        sft: SftConfig { enabled: s.sft, epochs: 3, batch_size: 4, micro_batch_size: 3, optim: OptimConfig { weight_decay: 0.0, ..OptimConfig::with_lr(0.2) }, ..SftConfig::default() },
         train: TrainConfig {
             enabled: !s.phases.is_empty(),
             batch_prompts: 4,
@@ -350,15 +351,15 @@ fn options(run: &Path, s: &Setup) -> TrainOptions {
             temperature: 1.0,
             top_p: 1.0,
             micro_batch_size: 5,
-            lr: s.lr,
-            weight_decay: 0.01,
+            optim: OptimConfig::with_lr(s.lr),
             checkpoint_every: s.checkpoint_every,
             keep_checkpoints: 2,
             tensorboard: true,
             progress_bar: false,
             ..TrainConfig::default()
         },
-        overlong: Overlong::TruncateMiddle,
+        overlong: OverlongPolicy::TruncateMiddle,
+        length_cache: None,
         accuracy_threshold: 1.0,
         stop_after_steps: s.stop_after,
     }
@@ -408,16 +409,6 @@ fn rl_raises_the_mean_reward() {
     assert!(series(&records, "rl", "dynamic/kept_groups").iter().all(|&k| k == 4.0));
 }
 
-fn comparable(records: Vec<Record>) -> Vec<Record> {
-    records
-        .into_iter()
-        .map(|mut r| {
-            r.values.retain(|k, _| !Record::is_timing_key(k));
-            r
-        })
-        .collect()
-}
-
 /// Kill during SFT (across an epoch boundary) and twice during RL (once right after the phase
 /// change), resume each time from the latest checkpoint: the log equals an uninterrupted run's.
 #[test]
@@ -426,7 +417,7 @@ fn killed_and_resumed_run_logs_the_same_metrics() {
     let straight = tempfile::tempdir().unwrap();
     let base = Setup { sft: true, phases: phases.clone(), lr: 0.05, dynamic: true, checkpoint_every: 3, stop_after: None };
     assert_eq!(run(straight.path(), &base, false), Outcome::Finished);
-    let expected = comparable(read_metrics(straight.path()).unwrap());
+    let expected = without_timing(read_metrics(straight.path()).unwrap());
     assert_eq!(expected.len(), 6 + 7);
 
     let dir = tempfile::tempdir().unwrap();
@@ -439,7 +430,7 @@ fn killed_and_resumed_run_logs_the_same_metrics() {
         assert_eq!(outcome, if stop.is_some() { Outcome::Stopped } else { Outcome::Finished });
         resume = true;
     }
-    let got = comparable(read_metrics(dir.path()).unwrap());
+    let got = without_timing(read_metrics(dir.path()).unwrap());
     assert_eq!(got.len(), expected.len());
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g, e, "step {}", e.step);

@@ -12,15 +12,16 @@ use crate::data::{self, Example};
 use crate::eval::{self, EvalSpec};
 use crate::plugins::PluginSet;
 use crate::rewards::RewardSet;
-use crate::train::prompts::Overlong;
 use crate::train::report::{self, StageEvalSpec};
 use crate::train::{Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan, plot};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Continue from the latest checkpoint of the run directory, or from the checkpoint DIR.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    pub resume: Option<PathBuf>,
+    // `Option<Option<_>>`: absent, `--resume` alone, or `--resume DIR` (an empty default value
+    // would be refused by clap's path parser).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
     /// Run directory (overrides `run_dir` of the config).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
@@ -36,7 +37,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     config.run_dir = resolve(&config.run_dir);
     config.train.validate(&config.sft)?;
-    let overlong = Overlong::parse(&config.data.overlong_prompts)?;
+    let overlong = config.data.overlong_policy()?;
     let plugins = global.load_plugins(&config)?;
     let device = longrl_core::device::device_name(config.device.resolve()?);
     let ctx = ComponentContext { run_dir: Some(config.run_dir.clone()), seed: config.seed, device: device.clone() };
@@ -46,11 +47,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let sampler = plugins.sampler(&config.sampler.name, &config.sampler.config, &ctx)?;
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
     let settings = algorithm.settings();
+    let mut missing = Vec::new();
     for (key, files) in [("data.train_files", &config.data.train_files), ("data.sft_files", &config.data.sft_files), ("data.eval_files", &config.data.eval_files)] {
-        for f in files {
-            if !f.exists() {
+        for f in files.iter().filter(|f| !f.exists()) {
+            // A dry run plans a reproduction before its data is downloaded: list, don't stop.
+            if !args.dry_run {
                 anyhow::bail!("config key `{key}`: {} does not exist", f.display());
             }
+            missing.push(format!("  `{key}`: {}", f.display()));
         }
     }
     if args.dry_run {
@@ -65,6 +69,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             anyhow::bail!("no policy plugin named `{}` was found", config.policy.name);
         }
         print!("{}", plan::render(&config, &curriculum.phases(), &settings, &device, &used)?);
+        if !missing.is_empty() {
+            println!("missing (needed before a real run):\n{}", missing.join("\n"));
+        }
         return Ok(());
     }
 
@@ -79,11 +86,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             None
         }
-        Some(dir) if dir.as_os_str().is_empty() => Some(
+        Some(None) => Some(
             checkpoint::latest(&config.run_dir)?
                 .with_context(|| format!("--resume: {} has no complete checkpoint", config.run_dir.display()))?,
         ),
-        Some(dir) => Some(resolve(dir)),
+        Some(Some(dir)) => Some(resolve(dir)),
     };
     std::fs::create_dir_all(&config.run_dir).with_context(|| format!("creating {}", config.run_dir.display()))?;
     std::fs::write(config.run_dir.join("config.toml"), config.to_toml()?)?;
@@ -101,6 +108,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         sft: config.sft.clone(),
         train: config.train.clone(),
         overlong,
+        length_cache: config.data.cache_lengths.then(|| config.run_dir.join("cache")),
         accuracy_threshold: config.reward.max_score,
         stop_after_steps: None,
     };

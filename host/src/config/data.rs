@@ -23,7 +23,8 @@ pub struct DataConfig {
     pub max_eval_examples: usize,
     /// `data_source` of rows that name none (routes the reward; `docqa` scores free-form answers).
     pub default_data_source: String,
-    /// Cache prompt token lengths under `RUN_DIR/cache` so later runs skip the tokenizer pass.
+    /// Cache prompt token lengths (which set the phase pools) under `RUN_DIR/cache`, so a resumed or
+    /// later run skips measuring every prompt; a prompt is tokenized when it is first drawn.
     pub cache_lengths: bool,
 }
 

@@ -124,6 +124,7 @@ impl Config {
         figment = figment.merge(Env::prefixed("LONGRL_").split("__").ignore(NON_CONFIG_ENV));
         for item in &sources.overrides {
             let (key, value) = parse_override(item)?;
+            let (key, value) = into_array_element(&figment, item, &key, value)?;
             figment = figment.merge(SetFlag { item: item.clone(), data: Serialized::global(&key, value) });
         }
         Ok(figment)
@@ -132,7 +133,17 @@ impl Config {
     /// Merge every layer and check the result.
     pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
         let figment = Self::figment(sources)?;
-        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        let config: Config = figment.extract().map_err(|error| {
+            // serde buffers flattened keys (the optimizer keys of `[sft]` and `[train]`), so their
+            // errors name only the section: read those keys on their own to name the key.
+            let precise = ["sft", "train"].into_iter().find_map(|section| {
+                figment.focus(section).extract::<OptimConfig>().err().map(|mut e| {
+                    e.path.insert(0, section.to_string());
+                    e
+                })
+            });
+            anyhow::anyhow!(describe_figment_error(precise.unwrap_or(error)))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -164,6 +175,47 @@ pub fn parse_override(item: &str) -> anyhow::Result<(String, toml::Value)> {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     Ok((key.to_string(), value))
+}
+
+/// A key with a numeric segment that indexes an array of the layers merged so far
+/// (`curriculum.config.phases.0.steps=2`) becomes an override of the whole array with that
+/// element changed: figment merges keys into tables only, and would replace the array by a table
+/// `{ "0" = ... }`. Keys without such a segment come back unchanged.
+fn into_array_element(figment: &Figment, item: &str, key: &str, value: toml::Value) -> anyhow::Result<(String, toml::Value)> {
+    let segments: Vec<&str> = key.split('.').collect();
+    for at in 1..segments.len() {
+        if segments[at].parse::<usize>().is_err() {
+            continue;
+        }
+        let prefix = segments[..at].join(".");
+        let Ok(current) = figment.find_value(&prefix) else { continue };
+        if current.as_array().is_none() {
+            continue;
+        }
+        let mut array = toml::Value::deserialize(&current).map_err(|e| anyhow::anyhow!("--set `{item}`: reading `{prefix}`: {e}"))?;
+        set_path(&mut array, &segments[at..], value).map_err(|e| anyhow::anyhow!("--set `{item}`: {e}"))?;
+        return Ok((prefix, array));
+    }
+    Ok((key.to_string(), value))
+}
+
+/// Set `path` inside `target`: numeric segments index arrays (an existing element), others name
+/// table keys (created when missing).
+fn set_path(target: &mut toml::Value, path: &[&str], value: toml::Value) -> anyhow::Result<()> {
+    let Some((first, rest)) = path.split_first() else {
+        *target = value;
+        return Ok(());
+    };
+    let slot = match target {
+        toml::Value::Array(items) => {
+            let len = items.len();
+            let index: usize = first.parse().map_err(|_| anyhow::anyhow!("`{first}` is not an index into an array of {len}"))?;
+            items.get_mut(index).ok_or_else(|| anyhow::anyhow!("index {index} is out of range: the array has {len} element(s)"))?
+        }
+        toml::Value::Table(table) => table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default())),
+        other => anyhow::bail!("`{first}` reaches into a {}, which has no keys", other.type_str()),
+    };
+    set_path(slot, rest, value)
 }
 
 /// A `--set` flag as a figment provider, so errors name the flag it came from.

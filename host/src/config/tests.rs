@@ -30,7 +30,7 @@ fn layers_apply_in_order_file_then_set() {
     let config = load(Some(file.path()), &["seed=9", "policy.config.model=b", "train.lr=1e-5"]).unwrap();
     assert_eq!(config.seed, 9);
     assert_eq!(config.policy.config["model"], "b");
-    assert_eq!(config.train.lr, 1e-5);
+    assert_eq!(config.train.optim.lr, 1e-5);
     // Last --set wins.
     let config = load(None, &["seed=1", "seed=2"]).unwrap();
     assert_eq!(config.seed, 2);
@@ -83,7 +83,7 @@ fn environment_layer_sits_between_file_and_set() {
         let file = jail.directory().join("run.toml");
         let config = load(Some(&file), &[]).map_err(|e| e.to_string())?;
         assert_eq!(config.seed, 2);
-        assert_eq!(config.train.lr, 0.5);
+        assert_eq!(config.train.optim.lr, 0.5);
         let config = load(Some(&file), &["seed=3"]).map_err(|e| e.to_string())?;
         assert_eq!(config.seed, 3);
         Ok(())
@@ -96,4 +96,46 @@ fn shown_config_round_trips() {
     let text = config.to_toml().unwrap();
     let file = write_toml(&text);
     assert_eq!(load(Some(file.path()), &[]).unwrap(), config);
+}
+
+#[test]
+fn set_reaches_into_an_array_element_by_index() {
+    let file = write_toml(
+        "[curriculum]\nname = \"phased\"\n[[curriculum.config.phases]]\nname = \"short\"\nsteps = 20\n\
+         [[curriculum.config.phases]]\nname = \"long\"\nsteps = 20\n",
+    );
+    let config = load(Some(file.path()), &["curriculum.config.phases.1.steps=3", "curriculum.config.phases.0.extra.max=7"]).unwrap();
+    let phases = config.curriculum.config["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert_eq!(phases[0]["steps"], 20);
+    assert_eq!(phases[0]["extra"]["max"], 7);
+    assert_eq!((phases[1]["name"].as_str(), phases[1]["steps"].as_i64()), (Some("long"), Some(3)));
+    // Array elements of typed sections too; a table key that looks like a number stays a key.
+    let config = load(None, &["reward.components.0.config.strict=true", "policy.config.7=x"]).unwrap();
+    assert_eq!(config.reward.components[0].name, "rule");
+    assert_eq!(config.reward.components[0].config["strict"], true);
+    assert_eq!(config.policy.config["7"], "x");
+    // Out of range names the flag and the size.
+    let err = load(Some(file.path()), &["curriculum.config.phases.2.steps=1"]).unwrap_err().to_string();
+    assert!(err.contains("--set `curriculum.config.phases.2.steps=1`") && err.contains("2 element"), "{err}");
+}
+
+#[test]
+fn optimizer_keys_are_flat_in_both_sections() {
+    let file = write_toml("[sft]\nlr = 0.1\nschedule = \"cosine\"\n[train]\nadam_eps = 1e-6\nwarmup_steps = 3\n");
+    let config = load(Some(file.path()), &[]).unwrap();
+    assert_eq!((config.sft.optim.lr, config.sft.optim.schedule), (0.1, LrSchedule::Cosine));
+    assert_eq!((config.train.optim.eps, config.train.optim.warmup_steps), (1e-6, 3));
+    // Keys left out keep their section's default (the two differ in `lr`).
+    assert_eq!((config.train.optim.lr, config.sft.optim.grad_clip), (2e-6, 1.0));
+    let text = config.to_toml().unwrap();
+    assert!(text.contains("\nadam_eps = ") && !text.contains("optim"), "{text}");
+    // Unknown keys and bad values are still errors that name them and their layer.
+    let err = load(Some(file.path()), &["sft.learning_rate=1"]).unwrap_err().to_string();
+    assert!(err.contains("learning_rate") && err.contains("--set sft.learning_rate=1"), "{err}");
+    let err = load(None, &["train.lr=\"fast\""]).unwrap_err().to_string();
+    assert!(err.contains("`train.lr`") && err.contains("fast") && err.contains("--set train.lr"), "{err}");
+    let bad = write_toml("[train]\nbeta1 = \"high\"\n");
+    let err = load(Some(bad.path()), &[]).unwrap_err().to_string();
+    assert!(err.contains("`train.beta1`") && err.contains("high") && err.contains(&bad.path().display().to_string()), "{err}");
 }

@@ -12,40 +12,63 @@ pub enum LrSchedule {
     Cosine,
 }
 
-/// AdamW and its schedule, as read from the flat keys of `[sft]` or `[train]` (verl's actor defaults,
-/// which the QwenLong-L1 script inherits: weight decay 0.01, grad clip 1.0, constant lr).
-#[derive(Debug, Clone, PartialEq)]
+/// AdamW and its schedule: the keys `[sft]` and `[train]` share, flattened into each (verl's actor
+/// defaults, which the QwenLong-L1 script inherits: weight decay 0.01, grad clip 1.0, constant lr).
+/// No serde defaults of its own: the sections' defaults (which differ in `lr`) fill missing keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
+    /// Peak learning rate.
     pub lr: f64,
+    /// Linear warm-up from 0 over this many optimizer steps.
     pub warmup_steps: u64,
+    /// `constant` or `cosine` after warm-up.
     pub schedule: LrSchedule,
+    /// Floor of the cosine schedule, as a fraction of `lr`.
     pub min_lr_ratio: f64,
+    /// Decoupled weight decay (AdamW), applied to every parameter.
     pub weight_decay: f64,
+    /// AdamW first-moment coefficient.
     pub beta1: f64,
+    /// AdamW second-moment coefficient.
     pub beta2: f64,
+    /// AdamW epsilon.
+    #[serde(rename = "adam_eps")]
     pub eps: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
     pub grad_clip: f64,
 }
 
-macro_rules! optim_of {
-    ($c:expr) => {
+impl OptimConfig {
+    /// verl's actor optimizer with peak rate `lr`.
+    pub fn with_lr(lr: f64) -> Self {
         OptimConfig {
-            lr: $c.lr,
-            warmup_steps: $c.warmup_steps,
-            schedule: $c.schedule,
-            min_lr_ratio: $c.min_lr_ratio,
-            weight_decay: $c.weight_decay,
-            beta1: $c.beta1,
-            beta2: $c.beta2,
-            eps: $c.adam_eps,
-            grad_clip: $c.grad_clip,
+            lr,
+            warmup_steps: 0,
+            schedule: LrSchedule::Constant,
+            min_lr_ratio: 0.0,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            grad_clip: 1.0,
         }
-    };
-}
+    }
 
-impl SftConfig {
-    pub fn optim(&self) -> OptimConfig {
-        optim_of!(self)
+    /// Checks serde cannot express; `prefix` is the section (`sft` or `train`).
+    fn validate(&self, prefix: &str) -> anyhow::Result<()> {
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            anyhow::bail!("config key `{prefix}.lr`: must be a non-negative number");
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            anyhow::bail!("config key `{prefix}.beta1`/`{prefix}.beta2`: must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            anyhow::bail!("config key `{prefix}.min_lr_ratio`: must be in [0, 1]");
+        }
+        if self.grad_clip < 0.0 || self.weight_decay < 0.0 || self.eps <= 0.0 {
+            anyhow::bail!("config key `{prefix}.grad_clip`/`weight_decay`/`adam_eps`: must be >= 0 (adam_eps > 0)");
+        }
+        Ok(())
     }
 }
 
@@ -63,21 +86,10 @@ pub struct SftConfig {
     pub max_tokens: u32,
     /// Steps between metric records of the SFT loss (1: every step).
     pub log_every: u64,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up from 0 over this many optimizer steps.
-    pub warmup_steps: u64,
-    /// `constant` or `cosine` after warm-up.
-    pub schedule: LrSchedule,
-    /// Floor of the cosine schedule, as a fraction of `lr`.
-    pub min_lr_ratio: f64,
-    /// Decoupled weight decay (AdamW), applied to every parameter.
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub adam_eps: f64,
-    /// Clip the global gradient norm to this (0: no clipping).
-    pub grad_clip: f64,
+    /// `lr`, `warmup_steps`, `schedule`, `min_lr_ratio`, `weight_decay`, `beta1`, `beta2`,
+    /// `adam_eps`, `grad_clip`.
+    #[serde(flatten)]
+    pub optim: OptimConfig,
 }
 
 impl Default for SftConfig {
@@ -90,15 +102,7 @@ impl Default for SftConfig {
             micro_batch_size: 1,
             max_tokens: 0,
             log_every: 1,
-            lr: 5e-6,
-            warmup_steps: 0,
-            schedule: LrSchedule::Constant,
-            min_lr_ratio: 0.0,
-            weight_decay: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            adam_eps: 1e-8,
-            grad_clip: 1.0,
+            optim: OptimConfig::with_lr(5e-6),
         }
     }
 }
@@ -129,21 +133,10 @@ pub struct TrainConfig {
     pub stop: Vec<String>,
     /// Tokens per chunk of the vocabulary projection in log-prob passes (0: the policy's default).
     pub logprob_chunk_tokens: u32,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up from 0 over this many optimizer steps.
-    pub warmup_steps: u64,
-    /// `constant` or `cosine` after warm-up.
-    pub schedule: LrSchedule,
-    /// Floor of the cosine schedule, as a fraction of `lr`.
-    pub min_lr_ratio: f64,
-    /// Decoupled weight decay (AdamW), applied to every parameter.
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub adam_eps: f64,
-    /// Clip the global gradient norm to this (0: no clipping).
-    pub grad_clip: f64,
+    /// `lr`, `warmup_steps`, `schedule`, `min_lr_ratio`, `weight_decay`, `beta1`, `beta2`,
+    /// `adam_eps`, `grad_clip`.
+    #[serde(flatten)]
+    pub optim: OptimConfig,
     /// Save a checkpoint every this many RL steps (0: only at phase ends); SFT saves at its end.
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (the oldest are deleted; at least 1).
@@ -172,15 +165,7 @@ impl Default for TrainConfig {
             generate_batch_prompts: 0,
             stop: Vec::new(),
             logprob_chunk_tokens: 0,
-            lr: 2e-6,
-            warmup_steps: 0,
-            schedule: LrSchedule::Constant,
-            min_lr_ratio: 0.0,
-            weight_decay: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            adam_eps: 1e-8,
-            grad_clip: 1.0,
+            optim: OptimConfig::with_lr(2e-6),
             checkpoint_every: 50,
             keep_checkpoints: 2,
             max_steps: 0,
@@ -191,10 +176,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn optim(&self) -> OptimConfig {
-        optim_of!(self)
-    }
-
     /// Checks serde cannot express, naming the key.
     pub fn validate(&self, sft: &SftConfig) -> anyhow::Result<()> {
         let positive = [
@@ -210,20 +191,8 @@ impl TrainConfig {
                 anyhow::bail!("config key `{key}`: must be at least 1");
             }
         }
-        for (prefix, optim) in [("train", self.optim()), ("sft", sft.optim())] {
-            if !(optim.lr.is_finite() && optim.lr >= 0.0) {
-                anyhow::bail!("config key `{prefix}.lr`: must be a non-negative number");
-            }
-            if !(0.0..1.0).contains(&optim.beta1) || !(0.0..1.0).contains(&optim.beta2) {
-                anyhow::bail!("config key `{prefix}.beta1`/`{prefix}.beta2`: must be in [0, 1)");
-            }
-            if !(0.0..=1.0).contains(&optim.min_lr_ratio) {
-                anyhow::bail!("config key `{prefix}.min_lr_ratio`: must be in [0, 1]");
-            }
-            if optim.grad_clip < 0.0 || optim.weight_decay < 0.0 || optim.eps <= 0.0 {
-                anyhow::bail!("config key `{prefix}.grad_clip`/`weight_decay`/`adam_eps`: must be >= 0 (adam_eps > 0)");
-            }
-        }
+        self.optim.validate("train")?;
+        sft.optim.validate("sft")?;
         if !(self.temperature >= 0.0) || !(self.top_p > 0.0 && self.top_p <= 1.0) {
             anyhow::bail!("config key `train.temperature`/`train.top_p`: temperature >= 0 and 0 < top_p <= 1");
         }

@@ -62,14 +62,20 @@ struct LengthCache {
 /// The prompt length of every example. With `cache_dir`, lengths are read from (or written to)
 /// `cache_dir/lengths-<hash>.json`, the hash covering the tokenizer and every example's id and prompt,
 /// so any change to either measures again.
+/// Without a cache directory the tokenizer is not fingerprinted (nothing is compared).
 pub fn prompt_lengths(examples: &[Example], policy: &dyn Policy, cache_dir: Option<&Path>) -> anyhow::Result<Vec<u64>> {
-    let fingerprint = tokenizer_fingerprint(policy)?;
-    let cache_file = cache_dir.map(|dir| dir.join(format!("lengths-{}.json", cache_key(&fingerprint, examples))));
-    if let Some(file) = &cache_file
+    let cache = match cache_dir {
+        Some(dir) => {
+            let fingerprint = tokenizer_fingerprint(policy)?;
+            Some((dir.join(format!("lengths-{}.json", cache_key(&fingerprint, examples))), fingerprint))
+        }
+        None => None,
+    };
+    if let Some((file, fingerprint)) = &cache
         && let Ok(bytes) = std::fs::read(file)
     {
         match serde_json::from_slice::<LengthCache>(&bytes) {
-            Ok(cache) if cache.tokenizer == fingerprint && cache.lengths.len() == examples.len() => {
+            Ok(cache) if &cache.tokenizer == fingerprint && cache.lengths.len() == examples.len() => {
                 tracing::info!(file = %file.display(), "prompt lengths from cache");
                 return Ok(cache.lengths);
             }
@@ -81,14 +87,14 @@ pub fn prompt_lengths(examples: &[Example], policy: &dyn Policy, cache_dir: Opti
         .iter()
         .map(|e| measure(policy, &e.prompt).with_context(|| format!("measuring the prompt of example `{}`", e.id)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(file) = &cache_file {
+    if let Some((file, fingerprint)) = cache {
         let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         // Written aside and renamed: a crash never leaves a half cache that parses.
         let tmp = file.with_extension("json.tmp");
         let cache = LengthCache { tokenizer: fingerprint, lengths: lengths.clone() };
         std::fs::write(&tmp, serde_json::to_vec(&cache)?).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, file).with_context(|| format!("{}: cannot write", file.display()))?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("{}: cannot write", file.display()))?;
     }
     Ok(lengths)
 }

@@ -36,6 +36,17 @@ impl Record {
     }
 }
 
+/// The records with their timing values dropped: what two runs of one config must agree on.
+pub fn without_timing(records: Vec<Record>) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            r.values.retain(|k, _| !Record::is_timing_key(k));
+            r
+        })
+        .collect()
+}
+
 pub struct MetricsLog {
     path: PathBuf,
     file: File,

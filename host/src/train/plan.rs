@@ -50,7 +50,10 @@ impl ModelShape {
         let Some(dir) = policy.get("model").and_then(Value::as_str) else { return Ok(None) };
         let path = Path::new(dir).join("config.json");
         if !path.exists() {
-            return Ok(None);
+            // Planning a reproduction before downloading the weights: the published shape of a
+            // model the recipe names, when the directory is called after it.
+            let name = Path::new(dir).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            return Ok(ModelShape::published(name));
         }
         let text = std::fs::read_to_string(&path)?;
         let c: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -66,6 +69,27 @@ impl ModelShape {
             vocab: u(&c, "vocab_size").unwrap_or(0),
             tied: c.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
         }))
+    }
+
+    /// The shapes in the `config.json` of the checkpoints the recipe starts from or judges with.
+    pub fn published(name: &str) -> Option<ModelShape> {
+        let qwen25 = |hidden, layers, heads, kv_heads, intermediate, tied| ModelShape {
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            head_dim: hidden / heads,
+            intermediate,
+            vocab: if tied { 151936 } else { 152064 },
+            tied,
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "deepseek-r1-distill-qwen-14b" | "qwenlong-l1-14b" => Some(qwen25(5120, 48, 40, 8, 13824, false)),
+            "deepseek-r1-distill-qwen-32b" | "qwenlong-l1-32b" => Some(qwen25(5120, 64, 40, 8, 27648, false)),
+            "deepseek-r1-distill-qwen-7b" => Some(qwen25(3584, 28, 28, 4, 18944, false)),
+            "qwen2.5-1.5b-instruct" => Some(qwen25(1536, 28, 12, 2, 8960, true)),
+            _ => None,
+        }
     }
 
     /// Parameters of a Qwen2-style decoder (q/k/v biases, SwiGLU MLP, RMSNorms).
@@ -140,9 +164,9 @@ pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSetting
             config.data.sft_files.len(),
             config.sft.batch_size,
             config.sft.micro_batch_size,
-            config.sft.lr,
-            config.sft.schedule,
-            config.sft.warmup_steps
+            config.sft.optim.lr,
+            config.sft.optim.schedule,
+            config.sft.optim.warmup_steps
         );
         stage += 1;
     }
@@ -171,11 +195,11 @@ pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSetting
             settings.epochs,
             settings.mini_batch_prompts,
             t.micro_batch_size,
-            t.lr,
-            t.schedule,
-            t.warmup_steps,
-            t.weight_decay,
-            t.grad_clip,
+            t.optim.lr,
+            t.optim.schedule,
+            t.optim.warmup_steps,
+            t.optim.weight_decay,
+            t.optim.grad_clip,
             if settings.needs_reference { "yes" } else { "no" },
             if settings.dynamic_sampling { "on" } else { "off" },
             settings.max_gen_batches
@@ -239,6 +263,11 @@ mod tests {
         let shape = ModelShape { hidden: 5120, layers: 48, heads: 40, kv_heads: 8, head_dim: 128, intermediate: 13824, vocab: 152064, tied: false };
         let n = shape.parameters() as f64 / 1e9;
         assert!((n - 14.77).abs() < 0.01, "{n}");
+        // Without the checkpoint on disk, the published shapes: R1-Distill-Qwen-32B has 32.76B.
+        let n = ModelShape::published("DeepSeek-R1-Distill-Qwen-32B").unwrap().parameters() as f64 / 1e9;
+        assert!((n - 32.76).abs() < 0.01, "{n}");
+        assert_eq!(ModelShape::published("DeepSeek-R1-Distill-Qwen-14B"), Some(shape));
+        assert_eq!(ModelShape::published("my-own-model"), None);
     }
 
     #[test]

@@ -1,41 +1,36 @@
-//! RL and SFT examples turned into token ids with the policy's chat template and tokenizer, once,
-//! with over-long prompts truncated in the middle or skipped (counted and reported either way).
+//! RL and SFT examples turned into token ids with the policy's chat template and tokenizer. RL
+//! prompt lengths come from the data layer's length cache (measured once per tokenizer and
+//! dataset), so phase pools are known without a tokenizer pass; over-long prompts have their
+//! document truncated in the middle or are skipped (counted and reported either way), and a
+//! prompt's ids are made the first time the sampler draws it.
+
+use std::path::Path;
 
 use longrl_core::api::{PhaseSpec, Policy, PoolItem, Sequence};
 
 use crate::data::truncate::truncate_middle;
-use crate::data::{Example, SftExample};
+use crate::data::{Example, OverlongPolicy, SftExample, admit, prompt_lengths};
 
-/// What to do with a prompt longer than the last phase admits (`data.overlong_prompts`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlong {
-    TruncateMiddle,
-    Skip,
-}
-
-impl Overlong {
-    pub fn parse(value: &str) -> anyhow::Result<Self> {
-        match value {
-            "truncate-middle" => Ok(Overlong::TruncateMiddle),
-            "skip" => Ok(Overlong::Skip),
-            other => anyhow::bail!("config key `data.overlong_prompts`: `{other}` is not one of truncate-middle, skip"),
-        }
-    }
+/// A prompt as the policy sees it.
+struct Tokenized {
+    /// Chat-templated text (what reward judges see).
+    text: String,
+    ids: Vec<u32>,
 }
 
 /// The RL examples as the trainer uses them.
 pub struct RlPrompts {
+    /// The examples, an over-long one with its document cut to fit (`truncate-middle`).
     pub examples: Vec<Example>,
-    /// Chat-templated prompt text (what reward judges see).
-    pub texts: Vec<String>,
-    /// Prompt token ids, after truncation.
-    pub ids: Vec<Vec<u32>>,
+    /// Prompt tokens as admitted (after truncation).
+    pub prompt_tokens: Vec<u64>,
     /// Token count before truncation.
     pub original_tokens: Vec<u64>,
-    /// Left out of every phase (over-long under `skip`).
+    /// Left out of every phase (over-long under `skip`, or too long to fit even truncated).
     pub skipped: Vec<bool>,
     pub truncated_count: usize,
     pub skipped_count: usize,
+    tokenized: Vec<Option<Tokenized>>,
 }
 
 pub fn prompt_text(policy: &dyn Policy, messages: &[longrl_core::api::ChatMessage]) -> anyhow::Result<String> {
@@ -43,40 +38,27 @@ pub fn prompt_text(policy: &dyn Policy, messages: &[longrl_core::api::ChatMessag
 }
 
 impl RlPrompts {
-    /// Tokenize every example; `max_tokens` is the last phase's input limit.
-    pub fn prepare(policy: &dyn Policy, examples: Vec<Example>, max_tokens: u64, overlong: Overlong) -> anyhow::Result<Self> {
+    /// Measure (or read from `cache_dir`) every prompt's length and admit the examples under
+    /// `max_tokens`, the last phase's input limit.
+    pub fn prepare(policy: &dyn Policy, examples: Vec<Example>, max_tokens: u64, overlong: OverlongPolicy, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let lengths = prompt_lengths(&examples, policy, cache_dir)?;
+        let admission = admit(&examples, &lengths, max_tokens, overlong, policy)?;
+        let n = examples.len();
         let mut out = RlPrompts {
-            texts: Vec::with_capacity(examples.len()),
-            ids: Vec::with_capacity(examples.len()),
-            original_tokens: Vec::with_capacity(examples.len()),
-            skipped: Vec::with_capacity(examples.len()),
-            truncated_count: 0,
-            skipped_count: 0,
-            examples: Vec::new(),
+            prompt_tokens: lengths.clone(),
+            original_tokens: lengths,
+            skipped: vec![true; n],
+            truncated_count: admission.truncated,
+            skipped_count: admission.skipped,
+            tokenized: (0..n).map(|_| None).collect(),
+            examples,
         };
-        for example in &examples {
-            let text = prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("example `{}`", example.id)))?;
-            let ids = policy.tokenize(&text, false).map_err(|e| anyhow::anyhow!("example `{}`: {e}", example.id))?;
-            let n = ids.len() as u64;
-            out.original_tokens.push(n);
-            if n > max_tokens {
-                match overlong {
-                    Overlong::TruncateMiddle => {
-                        out.truncated_count += 1;
-                        out.ids.push(truncate_middle(&ids, max_tokens as usize));
-                        out.skipped.push(false);
-                    }
-                    Overlong::Skip => {
-                        out.skipped_count += 1;
-                        out.ids.push(ids);
-                        out.skipped.push(true);
-                    }
-                }
-            } else {
-                out.ids.push(ids);
-                out.skipped.push(false);
+        for admitted in admission.examples {
+            out.skipped[admitted.index] = false;
+            out.prompt_tokens[admitted.index] = admitted.prompt_tokens;
+            if admitted.truncated {
+                out.examples[admitted.index] = admitted.example;
             }
-            out.texts.push(text);
         }
         if out.truncated_count + out.skipped_count > 0 {
             tracing::warn!(
@@ -86,18 +68,49 @@ impl RlPrompts {
                 "prompts longer than the last phase's input limit"
             );
         }
-        out.examples = examples;
         Ok(out)
+    }
+
+    /// Template and tokenize the prompts of `indices` not tokenized yet.
+    pub fn tokenize(&mut self, policy: &dyn Policy, indices: &[u32]) -> anyhow::Result<()> {
+        for &index in indices {
+            let i = index as usize;
+            if self.tokenized[i].is_some() {
+                continue;
+            }
+            let example = &self.examples[i];
+            let text = prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("example `{}`", example.id)))?;
+            let ids = policy.tokenize(&text, false).map_err(|e| anyhow::anyhow!("example `{}`: {e}", example.id))?;
+            if ids.len() as u64 != self.prompt_tokens[i] {
+                tracing::warn!(example = %example.id, measured = self.prompt_tokens[i], tokens = ids.len(), "prompt length differs from the measured one");
+            }
+            self.tokenized[i] = Some(Tokenized { text, ids });
+        }
+        Ok(())
+    }
+
+    fn get(&self, index: u32) -> &Tokenized {
+        self.tokenized[index as usize].as_ref().expect("prompts are tokenized when drawn (RlPrompts::tokenize)")
+    }
+
+    /// Prompt token ids of a drawn example.
+    pub fn ids(&self, index: u32) -> &[u32] {
+        &self.get(index).ids
+    }
+
+    /// Chat-templated prompt text of a drawn example.
+    pub fn text(&self, index: u32) -> &str {
+        &self.get(index).text
     }
 
     /// The examples phase `spec` admits, as the sampler sees them.
     pub fn pool(&self, spec: &PhaseSpec) -> Vec<PoolItem> {
         (0..self.examples.len())
-            .filter(|&i| !self.skipped[i] && spec.admits(self.ids[i].len() as u64))
+            .filter(|&i| !self.skipped[i] && spec.admits(self.prompt_tokens[i]))
             .map(|i| PoolItem {
                 index: i as u32,
                 id: self.examples[i].id.clone(),
-                prompt_tokens: self.ids[i].len() as u64,
+                prompt_tokens: self.prompt_tokens[i],
                 data_source: self.examples[i].data_source.clone(),
             })
             .collect()

@@ -123,7 +123,6 @@ impl Trainer<'_> {
         let per_round = if train.gen_batch_prompts > 0 { train.gen_batch_prompts as usize } else { want };
         let rounds_allowed = if self.settings.dynamic_sampling { self.settings.max_gen_batches.max(1) } else { 1 };
         let max_new = self.max_response_tokens();
-        let data = self.rl_data.as_ref().expect("RL data");
         let mut kept = Vec::new();
         let (mut all_raw, mut lengths, mut truncated) = (Vec::new(), Vec::new(), 0usize);
         let mut by_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -139,7 +138,9 @@ impl Trainer<'_> {
                 );
             }
             let indices = self.c.sampler.next_batch(per_round)?;
-            let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| data.ids[i as usize].clone()).collect();
+            self.rl_data.as_mut().expect("RL data").tokenize(self.c.policy.as_ref(), &indices)?;
+            let data = self.rl_data.as_ref().expect("RL data");
+            let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| data.ids(i).to_vec()).collect();
             let chunk = if train.generate_batch_prompts > 0 { train.generate_batch_prompts as usize } else { prompts.len().max(1) };
             let started = Instant::now();
             let mut generations = Vec::with_capacity(prompts.len() * train.rollouts as usize);
@@ -173,7 +174,7 @@ impl Trainer<'_> {
                         response: g.text.clone(),
                         ground_truth: ex.ground_truth.clone(),
                         data_source: ex.data_source.clone(),
-                        prompt: data.texts[indices[k / train.rollouts as usize] as usize].clone(),
+                        prompt: data.text(indices[k / train.rollouts as usize]).to_string(),
                         question: ex.question.clone(),
                     }
                 })
@@ -268,7 +269,7 @@ impl Trainer<'_> {
         let no_grad = LogprobOptions { with_grad: false, entropy: false, chunk_tokens: self.opts.train.logprob_chunk_tokens, temperature };
         let seqs: Vec<Sequence> = groups
             .iter()
-            .flat_map(|g| g.rollouts.iter().map(|r| Sequence { prompt: data.ids[g.index as usize].clone(), response: r.response.clone() }))
+            .flat_map(|g| g.rollouts.iter().map(|r| Sequence { prompt: data.ids(g.index).to_vec(), response: r.response.clone() }))
             .collect();
         let started = Instant::now();
         let old = Self::score_no_grad(self.c.policy.as_mut(), &seqs, micro, &no_grad)?;
@@ -306,7 +307,7 @@ impl Trainer<'_> {
         values.insert("advantage/mean".into(), mean_std(&advantages.iter().map(|&a| a as f64).collect::<Vec<_>>()).0);
 
         let started = Instant::now();
-        let lr = lr_at(&self.opts.train.optim(), self.counters.rl_steps, planned_steps);
+        let lr = lr_at(&self.opts.train.optim, self.counters.rl_steps, planned_steps);
         let update = self.update(&items, groups.iter().map(|g| g.rollouts.len()).collect(), lr)?;
         t.update = started.elapsed().as_secs_f64();
         let processed: usize = items.iter().map(|i| i.seq.prompt.len() + i.seq.response.len()).sum::<usize>() * self.settings.epochs as usize;
@@ -329,7 +330,7 @@ impl Trainer<'_> {
         let settings = self.settings.clone();
         let max_response_len = self.max_response_tokens() as f64;
         let micro = self.opts.train.micro_batch_size.max(1) as usize;
-        let grad_clip = self.opts.train.grad_clip;
+        let grad_clip = self.opts.train.optim.grad_clip;
         let temperature = if self.opts.train.temperature > 0.0 { self.opts.train.temperature } else { 1.0 };
         let options = LogprobOptions { with_grad: true, entropy: settings.needs_entropy, chunk_tokens: self.opts.train.logprob_chunk_tokens, temperature };
         // Item ranges of each mini-batch.

@@ -33,7 +33,7 @@ impl Trainer<'_> {
 
     pub(super) fn run_sft(&mut self) -> anyhow::Result<Outcome> {
         if self.counters.optimizer_stage.as_deref() != Some("sft") {
-            self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.sft.optim())?);
+            self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.sft.optim)?);
             self.counters.optimizer_stage = Some("sft".into());
             self.counters.optimizer_steps = 0;
         }
@@ -80,8 +80,8 @@ impl Trainer<'_> {
             loss.f_backward()?;
             nll_sum += nll.f_double_value(&[])?;
         }
-        let grad_norm = opt.clip_grad_norm(self.opts.sft.grad_clip)?;
-        let lr = lr_at(&self.opts.sft.optim(), self.counters.sft_steps, total_steps);
+        let grad_norm = opt.clip_grad_norm(self.opts.sft.optim.grad_clip)?;
+        let lr = lr_at(&self.opts.sft.optim, self.counters.sft_steps, total_steps);
         opt.step(lr)?;
         let seconds = start.elapsed().as_secs_f64();
         let mut v = BTreeMap::new();

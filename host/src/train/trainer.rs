@@ -9,10 +9,10 @@ use longrl_core::api::{Algorithm, AlgorithmSettings, Curriculum, PhaseLength, Ph
 use super::checkpoint;
 use super::metrics::{MetricsLog, Record};
 use super::optim::AdamW;
-use super::prompts::{Overlong, RlPrompts, prepare_sft};
+use super::prompts::{RlPrompts, prepare_sft};
 use super::state::Counters;
 use crate::config::{SftConfig, TrainConfig};
-use crate::data::{Example, SftExample};
+use crate::data::{Example, OverlongPolicy, SftExample};
 use crate::rewards::RewardSet;
 
 /// The components of a run. `reference` is needed (and only kept) when the algorithm asks for
@@ -32,7 +32,10 @@ pub struct TrainOptions {
     pub seed: u64,
     pub sft: SftConfig,
     pub train: TrainConfig,
-    pub overlong: Overlong,
+    pub overlong: OverlongPolicy,
+    /// Where prompt lengths are cached (`RUN_DIR/cache` under `data.cache_lengths`); `None`
+    /// measures them every run.
+    pub length_cache: Option<PathBuf>,
     /// A rollout whose raw reward is at least this counts as correct (the `accuracy` metric).
     pub accuracy_threshold: f32,
     /// Tests: stop as if killed after this many steps of this process (no checkpoint is written).
@@ -101,7 +104,7 @@ impl<'a> Trainer<'a> {
             };
             c.rewards.check_sources(&sources)?;
             let limit = phases.iter().map(|p| p.max_input_tokens).max().unwrap_or(u64::MAX);
-            let prepared = RlPrompts::prepare(c.policy.as_ref(), rl_examples, limit, opts.overlong)?;
+            let prepared = RlPrompts::prepare(c.policy.as_ref(), rl_examples, limit, opts.overlong, opts.length_cache.as_deref())?;
             for (k, spec) in phases.iter().enumerate() {
                 tracing::info!(phase = k, name = %spec.name, pool = prepared.pool(spec).len(), "phase pool");
             }
@@ -123,8 +126,8 @@ impl<'a> Trainer<'a> {
         if let Some(dir) = resume {
             counters = restore(dir, &mut c, &opts)?;
             if let Some(stage) = &counters.optimizer_stage {
-                let config = if stage == "sft" { opts.sft.optim() } else { opts.train.optim() };
-                let mut opt = AdamW::new(c.policy.parameters()?, &config)?;
+                let config = if stage == "sft" { &opts.sft.optim } else { &opts.train.optim };
+                let mut opt = AdamW::new(c.policy.parameters()?, config)?;
                 opt.load(&dir.join("optimizer.safetensors"), counters.optimizer_steps)?;
                 optimizer = Some(opt);
             }
@@ -259,7 +262,7 @@ impl<'a> Trainer<'a> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&temp, &dir)?;
         }
-        self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.train.optim())?);
+        self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.train.optim)?);
         self.counters.optimizer_stage = Some("rl".into());
         self.counters.optimizer_steps = 0;
         let phase = self.c.curriculum.current_phase();
