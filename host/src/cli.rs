@@ -41,7 +41,12 @@ impl GlobalArgs {
 
     /// The merged config of this invocation.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Config::load(&self.sources())
+        let config = Config::load(&self.sources())?;
+        if config.threads > 0 {
+            // Process-wide and before any tensor work, so the plugins' libtorch calls use it too.
+            tch::set_num_threads(config.threads as i32);
+        }
+        Ok(config)
     }
 
     /// Every plugin on the search path of `config`.
@@ -59,5 +64,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_key_sets_libtorch_threads() {
+        let global = GlobalArgs { overrides: vec!["threads=1".into()], ..GlobalArgs::default() };
+        assert_eq!(global.load_config().unwrap().threads, 1);
+        assert_eq!(tch::get_num_threads(), 1);
     }
 }

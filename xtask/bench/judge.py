@@ -115,7 +115,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--items", type=int, default=128)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--longrl", default=os.path.join(ROOT, "target/release/longrl"))
     args = parser.parse_args()
     LATENCY = args.latency_ms / 1000.0

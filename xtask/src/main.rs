@@ -58,9 +58,10 @@ enum Chore {
 
 /// Where the demo's synthetic data lives (configs/tiny.toml reads it from here).
 const DEMO_DATA_DIR: &str = "runs/tiny-data";
-/// `longrl data synth` arguments of the demo data: short and long documents, the four question kinds.
+/// `longrl data synth` arguments of the demo data (see configs/tiny.toml for why these): SFT traces
+/// on 128-token prompts, RL and evaluation prompts of 128, 256 and 512 tokens, lookup and choice.
 const DEMO_SYNTH_ARGS: &[&str] =
-    &["--seed", "0", "--train", "400", "--eval", "120", "--lengths", "512,1024,2048", "--kinds", "lookup,multihop,numeric,choice"];
+    &["--seed", "0", "--train", "600", "--eval", "240", "--sft", "10000", "--sft-lengths", "128", "--lengths", "128,256,512", "--kinds", "lookup,choice"];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -81,10 +82,16 @@ fn main() -> Result<()> {
             build(&root, false)?;
             let longrl = root.join("target/debug/longrl");
             let data = root.join(DEMO_DATA_DIR);
-            if !data.join("train.parquet").exists() {
+            // The data is made once per set of generator arguments: a stamp records them, so a
+            // change of DEMO_SYNTH_ARGS regenerates instead of training on stale data.
+            let stamp = data.join(".synth-args");
+            let wanted = DEMO_SYNTH_ARGS.join(" ");
+            let current = std::fs::read_to_string(&stamp).unwrap_or_default();
+            if current != wanted || !data.join("train.parquet").exists() {
                 let mut synth = Command::new(&longrl);
                 synth.current_dir(&root).args(["data", "synth", "--out"]).arg(&data).args(DEMO_SYNTH_ARGS);
                 run(synth)?;
+                std::fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
             }
             let mut train = Command::new(&longrl);
             train.current_dir(&root).args(["train", "--config", "configs/tiny.toml"]);

@@ -70,6 +70,9 @@ pub struct Config {
     pub seed: u64,
     /// `auto` (CUDA when available), `cpu` or `cuda:N`.
     pub device: DeviceChoice,
+    /// libtorch's CPU threads; 0 keeps its default (one per core). Tiny models run faster on one:
+    /// thread synchronisation then costs more than the matrix products.
+    pub threads: u32,
     /// Where metrics, checkpoints and reports go.
     pub run_dir: PathBuf,
     pub plugins: PluginsConfig,
@@ -89,6 +92,7 @@ impl Default for Config {
         Config {
             seed: 0,
             device: DeviceChoice::Auto,
+            threads: 0,
             run_dir: PathBuf::from("runs/default"),
             plugins: PluginsConfig::default(),
             policy: ComponentConfig::named("qwen"),
