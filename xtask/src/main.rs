@@ -98,6 +98,13 @@ fn main() -> Result<()> {
             if let Some(dir) = &run_dir {
                 train.arg("--run-dir").arg(dir);
             }
+            // A second `cargo xtask demo` continues an interrupted run, or only re-prints the
+            // report of a finished one; delete the run directory to start over.
+            let planned_dir = run_dir.clone().unwrap_or_else(|| root.join("runs/tiny"));
+            if planned_dir.join("checkpoints").is_dir() {
+                println!("{} holds a run: resuming it (delete the directory to start over)", planned_dir.display());
+                train.arg("--resume");
+            }
             for o in overrides {
                 train.args(["--set", &o]);
             }
