@@ -141,12 +141,14 @@ fn main() -> Result<()> {
         }
         Chore::Repro { name, dry_run } => {
             setup::run(&root)?;
-            build(&root, true)?;
             let config = root.join("configs").join(format!("{name}.toml"));
             if !config.exists() {
                 bail!("no reproduction config {}", config.display());
             }
-            let mut cmd = Command::new(root.join("target/release/longrl"));
+            // A plan needs no optimised build: the dry run shares the debug build of `test`.
+            build(&root, !dry_run)?;
+            let profile = if dry_run { "debug" } else { "release" };
+            let mut cmd = Command::new(root.join("target").join(profile).join("longrl"));
             cmd.current_dir(&root).args(["train", "--config"]).arg(&config);
             if dry_run {
                 cmd.arg("--dry-run");
