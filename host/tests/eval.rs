@@ -29,11 +29,11 @@ fn rule_rewards(plugins: &PluginSet) -> RewardSet {
 
 /// The LongBench rows kept beside the repository (`../shared/data/longbench`).
 fn longbench_dir() -> PathBuf {
-    let dir = match std::env::var_os("LONGRL_LONGBENCH_DIR") {
+    let dir = match std::env::var_os("LONGBENCH_ROWS_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/longbench"),
     };
-    assert!(dir.is_dir(), "{} is missing (set LONGRL_LONGBENCH_DIR to the LongBench rows)", dir.display());
+    assert!(dir.is_dir(), "{} is missing (set LONGBENCH_ROWS_DIR to the LongBench rows)", dir.display());
     dir
 }
 
