@@ -98,18 +98,17 @@ fn main() -> Result<()> {
             if let Some(dir) = &run_dir {
                 train.arg("--run-dir").arg(dir);
             }
+            let run_dir = run_dir.unwrap_or_else(|| root.join("runs/tiny"));
             // A second `cargo xtask demo` continues an interrupted run, or only re-prints the
             // report of a finished one; delete the run directory to start over.
-            let planned_dir = run_dir.clone().unwrap_or_else(|| root.join("runs/tiny"));
-            if planned_dir.join("checkpoints").is_dir() {
-                println!("{} holds a run: resuming it (delete the directory to start over)", planned_dir.display());
+            if run_dir.join("checkpoints").is_dir() {
+                println!("{} holds a run: resuming it (delete the directory to start over)", run_dir.display());
                 train.arg("--resume");
             }
             for o in overrides {
                 train.args(["--set", &o]);
             }
             run(train)?;
-            let run_dir = run_dir.unwrap_or_else(|| root.join("runs/tiny"));
             match std::fs::read_to_string(run_dir.join("report.md")) {
                 Ok(text) => println!("\n{text}"),
                 Err(_) => println!("(no report.md was written)"),
