@@ -73,24 +73,6 @@ fn missing_config_file_is_an_error_naming_it() {
 }
 
 #[test]
-fn environment_layer_sits_between_file_and_set() {
-    // figment::Jail isolates the environment for this closure.
-    figment::Jail::expect_with(|jail| {
-        jail.create_file("run.toml", "seed = 1")?;
-        jail.set_env("LONGRL_SEED", "2");
-        jail.set_env("LONGRL_TRAIN__LR", "0.5");
-        jail.set_env("LONGRL_PLUGIN_PATH", "/not/a/config/key");
-        let file = jail.directory().join("run.toml");
-        let config = load(Some(&file), &[]).map_err(|e| e.to_string())?;
-        assert_eq!(config.seed, 2);
-        assert_eq!(config.train.optim.lr, 0.5);
-        let config = load(Some(&file), &["seed=3"]).map_err(|e| e.to_string())?;
-        assert_eq!(config.seed, 3);
-        Ok(())
-    });
-}
-
-#[test]
 fn shown_config_round_trips() {
     let config = load(None, &["seed=4", "policy.config.model=m"]).unwrap();
     let text = config.to_toml().unwrap();

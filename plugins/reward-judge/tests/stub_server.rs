@@ -153,11 +153,12 @@ fn distinct_items(n: usize) -> Vec<RewardInput> {
 fn request_shape_verdicts_key_and_audit() {
     let server = Server::start(|i| if i == 2 { Behaviour::Text("I cannot tell.") } else { Behaviour::Judge { delay: Duration::ZERO } });
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: set before the judge reads it; the name is unique to this test.
-    unsafe { std::env::set_var("LONGRL_JUDGE_TEST_KEY", "sk-test-123") };
+    // The key is read from a variable every test process has: setting one here would race with
+    // the other tests of this binary reading the environment (setenv is not thread-safe).
+    let key = std::env::var("PATH").unwrap();
     let judge = judge(
         &server.url,
-        serde_json::json!({"api_key_env": "LONGRL_JUDGE_TEST_KEY", "seed": 42, "max_tokens": 77, "max_in_flight": 1}),
+        serde_json::json!({"api_key_env": "PATH", "seed": 42, "max_tokens": 77, "max_in_flight": 1}),
         Some(dir.path()),
     );
     let inputs = [item(0, "Paris", "Paris"), item(1, "London", "Paris"), item(2, "Rome", "Rome")];
@@ -171,7 +172,7 @@ fn request_shape_verdicts_key_and_audit() {
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
     let (headers, body) = &requests[0];
-    assert_eq!(headers["authorization"], "Bearer sk-test-123");
+    assert_eq!(headers["authorization"], format!("Bearer {key}").as_str());
     assert_eq!(body["model"], "stub-judge");
     assert_eq!(body["temperature"], 0.0);
     assert_eq!(body["seed"], 42);
@@ -194,7 +195,7 @@ fn request_shape_verdicts_key_and_audit() {
     assert_eq!(lines[1]["verdict"], "no");
     assert_eq!(lines[2]["verdict"], "unparsed");
     assert_eq!(lines[2]["gold"], "Rome");
-    assert!(!audit.contains("sk-test-123"), "the key never reaches the audit");
+    assert!(!audit.contains(&key), "the key never reaches the audit");
 }
 
 #[test]
