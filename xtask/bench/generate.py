@@ -13,20 +13,32 @@ from qwen_bench_common import LONGRL, THREADS, ensure_model, gb, run_json  # noq
 
 HF_CHILD = r"""
 import json, sys, time, resource, torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
 torch.set_num_threads(int(sys.argv[1]))
 model_dir, batch, prompt_len, new = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 ids = torch.tensor([[(i * 2654435761) % 32000 for i in range(prompt_len)]] * batch)
 mask = torch.ones_like(ids)
+
+class FirstLogits(LogitsProcessor):
+    # generate calls this once per forward, first right after the prefill forward: that moment
+    # splits prefill from decode inside one generate call, as our side splits its own.
+    def __init__(self):
+        self.at = None
+    def __call__(self, input_ids, scores):
+        if self.at is None:
+            self.at = time.perf_counter()
+        return scores
+
 kw = dict(attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
 with torch.no_grad():
-    model.generate(ids[:, :16], **dict(kw, max_new_tokens=4, min_new_tokens=4))  # warm-up
-    t = time.perf_counter(); model(ids, attention_mask=mask, use_cache=True); prefill = time.perf_counter() - t
-    t = time.perf_counter(); out = model.generate(ids, **kw); total = time.perf_counter() - t
+    model.generate(ids[:, :16], **dict(kw, attention_mask=mask[:, :16], max_new_tokens=4, min_new_tokens=4))  # warm-up
+    first = FirstLogits()
+    t = time.perf_counter(); out = model.generate(ids, logits_processor=LogitsProcessorList([first]), **kw)
+    end = time.perf_counter()
 generated = (out.shape[1] - prompt_len) * batch
-print(json.dumps({"prefill_tokens_per_second": batch * prompt_len / prefill,
-                  "decode_tokens_per_second": generated / max(total - prefill, 1e-9),
+print(json.dumps({"prefill_tokens_per_second": batch * prompt_len / (first.at - t),
+                  "decode_tokens_per_second": generated / (end - first.at),
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 

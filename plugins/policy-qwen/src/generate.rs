@@ -182,7 +182,8 @@ pub fn generate(
         last_hidden = Some(h.f_narrow(1, len - 1, 1)?.f_squeeze_dim(1)?);
         c0 += len;
     }
-    let mut logits = model.logits(&last_hidden.expect("a non-empty prompt"))?;
+    let head = model.logits_head()?;
+    let mut logits = head.logits(&last_hidden.expect("a non-empty prompt"))?;
     let (mut host, mut vocab_n) = rows_to_cpu(&logits)?;
     out.prefill_tokens = seqs.iter().map(|p| p.len() as u64).sum();
     out.prefill_seconds = start.elapsed().as_secs_f64();
@@ -253,7 +254,7 @@ pub fn generate(
         let input = Tensor::from_slice(&next).f_view([a, 1])?.f_to(device)?;
         let positions = Tensor::from_slice(&next_pos).f_view([a, 1])?.f_to(device)?;
         let h = model.forward_hidden(&input, &positions, &spec, Some(&mut caches))?;
-        logits = model.logits(&h.f_squeeze_dim(1)?)?;
+        logits = head.logits(&h.f_squeeze_dim(1)?)?;
         (host, vocab_n) = rows_to_cpu(&logits)?;
     }
     out.decode_seconds = decode_start.elapsed().as_secs_f64();
