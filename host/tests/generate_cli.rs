@@ -151,3 +151,23 @@ fn bad_generate_input_is_a_clear_error() {
     assert!(!o.status.success(), "--system needs --chat");
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_policy_config_table_applies_to_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = init_model(dir.path(), "6");
+    // Packed oneDNN weights (the default on CPU float32) and the plain BLAS path decode alike.
+    let args = ["--prompt", "Where does Rerik live?", "--max-new-tokens", "16", "--temperature", "0", "--batch", "3"];
+    let packed = generate_json(&model, &args);
+    let plain = generate_json(&model, &[&args[..], &["--set", "policy.config.pack_decode_weights=false"]].concat());
+    for (a, b) in packed["generations"].as_array().unwrap().iter().zip(plain["generations"].as_array().unwrap()) {
+        assert_eq!(a["tokens"], b["tokens"], "packed and plain weights chose different tokens");
+        for (x, y) in a["logprobs"].as_array().unwrap().iter().zip(b["logprobs"].as_array().unwrap()) {
+            assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+    // The table is really read: an unknown key in it is an error that names the key.
+    let o = longrl(&["generate", "--model", model.to_str().unwrap(), "--prompt", "hi", "--set", "policy.config.pack_weights=true"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pack_weights"), "{}", stderr(&o));
+}

@@ -1,4 +1,5 @@
-//! Compiles `csrc/recompute.cpp`, the libtorch autograd function behind `src/recompute.rs`,
+//! Compiles `csrc/recompute.cpp`, the libtorch autograd function behind `src/recompute.rs`, and
+//! `csrc/onednn.cpp`, the packed-weight oneDNN linear behind `src/onednn.rs`,
 //! against the same libtorch as torch-sys (the `LIBTORCH` directory that `.cargo/config.toml`
 //! sets), with the flags torch-sys and torch.utils.cpp_extension use: the libtorch's C++11 ABI
 //! setting (`LIBTORCH_CXX11_ABI`, default 1, as torch-sys) and C++20, which torch 2.13's headers
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/recompute.cpp");
+    println!("cargo:rerun-if-changed=csrc/onednn.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {
@@ -31,6 +33,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/recompute.cpp")
+        .file("csrc/onednn.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .std("c++20")

@@ -74,11 +74,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let config = global.load_config()?;
     let device = longrl_core::device::device_name(config.device.resolve()?);
     let ctx = ComponentContext { run_dir: None, seed: config.seed, device };
-    let policy_config = serde_json::json!({
-        "model": args.model,
-        "dtype": args.dtype,
-        "prefill_chunk_tokens": args.prefill_chunk,
-    });
+    // The config's `[policy.config]` table applies (e.g. `pack_decode_weights`) when it is the
+    // qwen policy's; the flags set the model, dtype and prefill chunk over it.
+    let mut policy_config = match (&config.policy.name[..], &config.policy.config) {
+        ("qwen", serde_json::Value::Object(table)) => table.clone(),
+        _ => serde_json::Map::new(),
+    };
+    policy_config.remove("init");
+    policy_config.insert("model".into(), serde_json::json!(args.model));
+    policy_config.insert("dtype".into(), serde_json::json!(args.dtype));
+    policy_config.insert("prefill_chunk_tokens".into(), serde_json::json!(args.prefill_chunk));
+    let policy_config = serde_json::Value::Object(policy_config);
     let plugins = global.load_plugins(&config)?;
     let mut policy: Box<dyn Policy> =
         plugins.policy("qwen", &policy_config, &ctx).with_context(|| format!("loading {}", args.model.display()))?;

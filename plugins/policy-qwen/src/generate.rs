@@ -182,13 +182,16 @@ pub fn generate(
         last_hidden = Some(h.f_narrow(1, len - 1, 1)?.f_squeeze_dim(1)?);
         c0 += len;
     }
-    let head = model.logits_head()?;
+    let mut head = model.logits_head();
     let mut logits = head.logits(&last_hidden.expect("a non-empty prompt"))?;
     let (mut host, mut vocab_n) = rows_to_cpu(&logits)?;
     out.prefill_tokens = seqs.iter().map(|p| p.len() as u64).sum();
     out.prefill_seconds = start.elapsed().as_secs_f64();
 
     let decode_start = Instant::now();
+    if max_new > 1 {
+        model.prepare_decode(&mut caches, &mut head, s)?;
+    }
     let eos = &codec.eos_token_ids;
     let stop_window = params.stop.iter().map(|s| s.len()).max().unwrap_or(0) + 16;
     let mut active: Vec<usize> = (0..rows.len()).collect();

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod hf_config;
 pub mod logprobs;
 pub mod model;
+pub mod onednn;
 pub mod recompute;
 pub mod rope;
 pub mod sampling;
@@ -72,6 +73,7 @@ pub struct QwenPolicyConfig {
     pub model: Option<PathBuf>,
     pub dtype: String,
     pub gradient_checkpointing: bool,
+    pub pack_decode_weights: bool,
     pub logprob_chunk_tokens: u32,
     pub prefill_chunk_tokens: u32,
     pub init: Option<InitConfig>,
@@ -83,6 +85,7 @@ impl Default for QwenPolicyConfig {
             model: None,
             dtype: "auto".into(),
             gradient_checkpointing: false,
+            pack_decode_weights: true,
             logprob_chunk_tokens: 1024,
             prefill_chunk_tokens: 0,
             init: None,
@@ -102,6 +105,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     (
         "gradient_checkpointing",
         "activation checkpointing: keep only each decoder layer's input for the backward pass and recompute the layer there (less memory with gradients, about one more forward of compute)",
+    ),
+    (
+        "pack_decode_weights",
+        "on CPU in float32, pack the weights for oneDNN once per generation: decode steps skip the BLAS path's repacking of every weight matrix (1.5-2x faster on the benchmark model) at the cost of a second copy of the weights while generating",
     ),
     (
         "logprob_chunk_tokens",
@@ -191,6 +198,7 @@ impl QwenPolicy {
             let _ = p.set_requires_grad(true);
         }
         model.set_gradient_checkpointing(config.gradient_checkpointing);
+        model.set_pack_for_decode(config.pack_decode_weights);
         tracing::info!(
             arch = model.config.arch.model_type(),
             parameters = model.config.num_parameters(),
