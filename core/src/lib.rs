@@ -8,6 +8,7 @@ pub mod abi;
 pub mod api;
 mod build_info;
 pub mod device;
+pub mod memory;
 mod error;
 pub mod sdk;
 

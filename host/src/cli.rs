@@ -24,7 +24,7 @@ pub struct GlobalArgs {
     /// TOML config file (layered over the built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Override a config key: `--set train.lr=1e-6` (repeatable; applied last).
+    /// Override a config key: `--set train.lr=1e-6`; array elements by index: `--set curriculum.config.phases.0.steps=2` (repeatable; applied last).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter (`longrl=debug`).

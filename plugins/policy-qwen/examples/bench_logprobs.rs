@@ -20,6 +20,8 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `longrl` binary does, so that both columns of the bench count live memory alike.
+    longrl_core::memory::return_large_frees_to_os();
     let mut args = std::env::args().skip(1);
     let (mut model, mut tokens, mut chunk, mut checkpointing, mut repeats) =
         (None, 4096usize, 1024u32, false, 1usize);

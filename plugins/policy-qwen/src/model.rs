@@ -179,9 +179,22 @@ impl Attention {
                         "internal: a chunk after the first needs an explicit mask",
                     ));
                 }
-                Tensor::f_scaled_dot_product_attention(
-                    &q, &keys, &values, spec.mask, 0.0, causal, scale, gqa,
-                )?
+                if t == 1 && gqa {
+                    // A decode step: the query heads that share a KV head become that head's
+                    // `n_rep` query rows, so each cached key and value is read once per step
+                    // rather than once per query head. HF's head order (query head h uses KV
+                    // head h / n_rep) makes this a view; a `[B, 1, 1, K]` mask still broadcasts.
+                    let n_rep = self.heads / self.kv_heads;
+                    let grouped = q.f_reshape([b, self.kv_heads, n_rep, head_dim])?;
+                    Tensor::f_scaled_dot_product_attention(
+                        &grouped, &keys, &values, spec.mask, 0.0, false, scale, false,
+                    )?
+                    .f_reshape([b, self.heads, 1, head_dim])?
+                } else {
+                    Tensor::f_scaled_dot_product_attention(
+                        &q, &keys, &values, spec.mask, 0.0, causal, scale, gqa,
+                    )?
+                }
             }
             None => Tensor::f_scaled_dot_product_attention(
                 &q,
