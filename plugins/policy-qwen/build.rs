@@ -11,6 +11,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=csrc/recompute.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn.cpp");
+    println!("cargo:rerun-if-changed=csrc/ffi_guard.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {

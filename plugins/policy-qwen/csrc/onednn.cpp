@@ -4,25 +4,19 @@
 // whole weight at every call. libtorch's `mkldnn::_reorder_linear_weight` packs it once into
 // oneDNN's blocked layout and `mkldnn::_linear_pointwise` multiplies with the packed weight; tch
 // has no binding for either (they live in the `mkldnn` operator namespace, not `aten`), so they
-// are called through the dispatcher here. No C++ exception crosses into Rust: failures return 1
-// with a message.
+// are called through the dispatcher here. No C++ exception crosses into Rust (`ffi_guard.h`):
+// failures return 1 with a message.
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <ATen/Tensor.h>
 
-#include <cstring>
-#include <exception>
 #include <optional>
 #include <string>
 
-namespace {
+#include "ffi_guard.h"
 
-void write_error(const char* message, char* err, size_t err_len) {
-  if (err == nullptr || err_len == 0) return;
-  std::strncpy(err, message, err_len - 1);
-  err[err_len - 1] = '\0';
-}
+namespace {
 
 c10::OperatorHandle op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
@@ -52,22 +46,16 @@ int longrl_onednn_available() {
 
 // `weight` [N, K] (dense float32 CPU) packed for `batch_size` rows; owned result in `out`.
 int longrl_onednn_pack(void* weight, int64_t batch_size, void** out, char* err, size_t err_len) {
-  try {
+  return longrl::ffi_guard("oneDNN pack: unknown C++ exception", err, err_len, [&] {
     static const c10::OperatorHandle reorder = op("mkldnn::_reorder_linear_weight");
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
     *out = new at::Tensor(call(reorder, {w, c10::IValue(batch_size)}));
-    return 0;
-  } catch (const std::exception& e) {
-    write_error(e.what(), err, err_len);
-  } catch (...) {
-    write_error("oneDNN pack: unknown C++ exception", err, err_len);
-  }
-  return 1;
+  });
 }
 
 // `x` [M, K] dense times the packed weight (plus `bias`, may be null); owned [M, N] in `out`.
 int longrl_onednn_linear(void* x, void* packed, void* bias, void** out, char* err, size_t err_len) {
-  try {
+  return longrl::ffi_guard("oneDNN linear: unknown C++ exception", err, err_len, [&] {
     static const c10::OperatorHandle linear = op("mkldnn::_linear_pointwise");
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
     const at::Tensor& w = *static_cast<at::Tensor*>(packed);
@@ -75,13 +63,7 @@ int longrl_onednn_linear(void* x, void* packed, void* bias, void** out, char* er
     torch::jit::Stack stack{input, w, b, c10::IValue(std::string("none")),
                             c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue()};
     *out = new at::Tensor(call(linear, std::move(stack)));
-    return 0;
-  } catch (const std::exception& e) {
-    write_error(e.what(), err, err_len);
-  } catch (...) {
-    write_error("oneDNN linear: unknown C++ exception", err, err_len);
-  }
-  return 1;
+  });
 }
 
 }  // extern "C"

@@ -9,18 +9,18 @@
 //
 // No C++ exception crosses into Rust and no Rust panic crosses into C++: the Rust callback reports
 // failure with a status and a message, which becomes a `std::runtime_error` here; `apply` catches
-// every exception and returns its message, and one raised in backward reaches whoever called
+// every exception and returns its message (`ffi_guard.h`), and one raised in backward reaches whoever called
 // `backward()` (tch's `f_backward` returns it as an error).
 
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "ffi_guard.h"
 
 extern "C" {
 // inputs: borrowed `at::Tensor*`; outputs: filled with owned `at::Tensor*` (heap, `new`) on success.
@@ -127,12 +127,6 @@ struct Recompute : torch::autograd::Function<Recompute> {
   }
 };
 
-void write_error(const char* message, char* err, size_t err_len) {
-  if (err == nullptr || err_len == 0) return;
-  std::strncpy(err, message, err_len - 1);
-  err[err_len - 1] = '\0';
-}
-
 }  // namespace
 
 extern "C" {
@@ -146,7 +140,7 @@ int longrl_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
 int longrl_recompute_apply(longrl_recompute_fn fn, longrl_recompute_drop drop, void* data,
                            void* const* inputs, int n_inputs, void* const* params, int n_params,
                            void** outputs, int n_outputs, char* err, size_t err_len) {
-  try {
+  return longrl::ffi_guard("recompute: unknown C++ exception", err, err_len, [&] {
     auto callback = c10::make_intrusive<Callback>(fn, drop, data, n_outputs);
     std::vector<at::Tensor> all;
     all.reserve(static_cast<size_t>(n_inputs + n_params));
@@ -157,13 +151,7 @@ int longrl_recompute_apply(longrl_recompute_fn fn, longrl_recompute_drop drop, v
     if (static_cast<int>(out.size()) != n_outputs)
       throw std::runtime_error("recompute: unexpected number of outputs");
     for (int i = 0; i < n_outputs; ++i) outputs[i] = new at::Tensor(std::move(out[i]));
-    return 0;
-  } catch (const std::exception& e) {
-    write_error(e.what(), err, err_len);
-  } catch (...) {
-    write_error("recompute: unknown C++ exception", err, err_len);
-  }
-  return 1;
+  });
 }
 
 }  // extern "C"

@@ -601,9 +601,10 @@ impl QwenModel {
     }
 }
 
-/// The vocabulary projection of generation, which projects a few rows per step: once
-/// [`QwenModel::prepare_decode`] packed it, through the packed oneDNN weight on CPU in float32 (for `[8, 512] x [512, 32000]` the BLAS path took 14 ms
-/// against 4.5 ms on the 2-core benchmark machine), the plain projection elsewhere.
+/// The vocabulary projection of generation, which projects a few rows per step. Once
+/// [`QwenModel::prepare_decode`] packed it (CPU, float32) it runs through the packed oneDNN weight:
+/// for `[8, 512] x [512, 32000]` the BLAS path took 14 ms against 4.5 ms on the 2-core benchmark
+/// machine. Otherwise, and for the prefill's logits, it is the plain projection.
 pub struct LogitsHead {
     weight: Tensor,
     packed: Option<PackedLinear>,

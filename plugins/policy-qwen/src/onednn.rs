@@ -4,6 +4,7 @@
 //! step on the 2-core benchmark machine. Packing once per generation removes that.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::sync::OnceLock;
 
 use longrl_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -27,10 +28,12 @@ unsafe extern "C" {
     ) -> c_int;
 }
 
-/// Whether this libtorch has the oneDNN operators (builds without oneDNN do not).
+/// Whether this libtorch has the oneDNN operators (builds without oneDNN do not); looked up once
+/// per process, not once per packed matrix.
 pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
     // SAFETY: looks operators up in the dispatcher; catches every exception.
-    unsafe { longrl_onednn_available() != 0 }
+    *AVAILABLE.get_or_init(|| unsafe { longrl_onednn_available() != 0 })
 }
 
 /// Runs one shim call that fills `out` with an owned `at::Tensor*` or writes an error message.
