@@ -11,7 +11,9 @@ fn main() {
         Some(version) => println!("cargo:rustc-env=LONGRL_LIBTORCH_VERSION={version}"),
         None => {
             let shown = libtorch.map(|p| p.display().to_string()).unwrap_or_else(|| "<unset>".into());
-            eprintln!("error: libtorch was not found at {shown}: run `cargo xtask setup` once (it installs torch into the project's .venv and links it as .libtorch).");
+            eprintln!(
+                "error: libtorch was not found at {shown}: run `cargo xtask setup` once (it installs torch into the project's .venv and links it as .libtorch)."
+            );
             std::process::exit(1);
         }
     }

@@ -8,8 +8,8 @@ pub mod abi;
 pub mod api;
 mod build_info;
 pub mod device;
-pub mod memory;
 mod error;
+pub mod memory;
 pub mod sdk;
 
 pub use build_info::{ABI_VERSION, BuildInfo, CORE_VERSION, LIBTORCH_VERSION, TCH_VERSION, c_strings};

@@ -40,8 +40,7 @@ pub fn config_keys<T: Serialize + Default>(docs: &[(&str, &str)]) -> Vec<ConfigK
 /// For a plugin's unit tests: every key of `T` documented, and no doc for a key `T` lacks.
 pub fn check_config_docs<T: Serialize + Default>(docs: &[(&str, &str)]) -> std::result::Result<(), String> {
     let keys = config_keys::<T>(docs);
-    let undocumented: Vec<&str> =
-        keys.iter().filter(|k| k.doc == "(undocumented)").map(|k| k.key.as_str()).collect();
+    let undocumented: Vec<&str> = keys.iter().filter(|k| k.doc == "(undocumented)").map(|k| k.key.as_str()).collect();
     let stale: Vec<&str> = docs.iter().map(|(k, _)| *k).filter(|d| !keys.iter().any(|k| k.key == *d)).collect();
     if undocumented.is_empty() && stale.is_empty() {
         Ok(())
@@ -128,7 +127,8 @@ mod tests {
 
     #[test]
     fn bad_config_value_names_the_key_and_component() {
-        let err = parse_config::<Demo>("reward/demo", &serde_json::json!({"phrase": "x", "weight": "heavy"})).unwrap_err();
+        let err =
+            parse_config::<Demo>("reward/demo", &serde_json::json!({"phrase": "x", "weight": "heavy"})).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`reward/demo.weight`") && text.contains("heavy"), "{text}");
         #[derive(Debug, serde::Deserialize)]
@@ -137,7 +137,8 @@ mod tests {
             #[allow(dead_code)]
             inner: Vec<Demo>,
         }
-        let err = parse_config::<Nested>("algorithm/x", &serde_json::json!({"inner": [{}, {"weight": true}]})).unwrap_err();
+        let err =
+            parse_config::<Nested>("algorithm/x", &serde_json::json!({"inner": [{}, {"weight": true}]})).unwrap_err();
         assert!(err.to_string().contains("`algorithm/x.inner[1].weight`"), "{err}");
     }
 

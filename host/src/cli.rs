@@ -11,7 +11,11 @@ use crate::logging::{self, LogFormat};
 use crate::plugins::{PluginSet, search_paths};
 
 #[derive(Parser, Debug)]
-#[command(name = "longrl", version, about = "Long-context reasoning RL (the QwenLong-L1 recipe) with swappable plugins")]
+#[command(
+    name = "longrl",
+    version,
+    about = "Long-context reasoning RL (the QwenLong-L1 recipe) with swappable plugins"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

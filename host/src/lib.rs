@@ -9,6 +9,6 @@ pub mod eval;
 pub mod logging;
 pub mod plugins;
 pub mod rewards;
+pub mod serve;
 pub mod synth;
 pub mod train;
-pub mod serve;

@@ -41,11 +41,7 @@ impl RewardSet {
     pub fn new(rewards: Vec<(String, Box<dyn Reward>)>, cascade: bool, max_score: f32) -> Self {
         let rewards = rewards
             .into_iter()
-            .map(|(name, reward)| Member {
-                name,
-                reward,
-                failing: AtomicBool::new(false),
-            })
+            .map(|(name, reward)| Member { name, reward, failing: AtomicBool::new(false) })
             .collect();
         RewardSet {
             rewards,
@@ -57,11 +53,7 @@ impl RewardSet {
         }
     }
 
-    pub fn from_config(
-        config: &RewardConfig,
-        plugins: &PluginSet,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Self> {
+    pub fn from_config(config: &RewardConfig, plugins: &PluginSet, ctx: &ComponentContext) -> anyhow::Result<Self> {
         let mut rewards = Vec::new();
         for component in &config.components {
             let reward = plugins.reward(&component.name, &component.config, ctx)?;
@@ -73,10 +65,7 @@ impl RewardSet {
     /// Every reward must route every data source of the data (checked at start-up).
     pub fn check_sources(&self, sources: &[String]) -> anyhow::Result<()> {
         for member in &self.rewards {
-            member
-                .reward
-                .check_sources(sources)
-                .map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
+            member.reward.check_sources(sources).map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
         }
         Ok(())
     }
@@ -88,13 +77,10 @@ impl RewardSet {
             anyhow::bail!("no reward is configured (`reward.components` is empty)");
         }
         let mut best: Vec<Option<RewardScore>> = vec![None; inputs.len()];
-        let mut details: Vec<serde_json::Map<String, serde_json::Value>> =
-            vec![Default::default(); inputs.len()];
+        let mut details: Vec<serde_json::Map<String, serde_json::Value>> = vec![Default::default(); inputs.len()];
         for (position, member) in self.rewards.iter().enumerate() {
             let pending: Vec<usize> = (0..inputs.len())
-                .filter(|&i| {
-                    !self.cascade || best[i].as_ref().is_none_or(|b| b.score < self.max_score)
-                })
+                .filter(|&i| !self.cascade || best[i].as_ref().is_none_or(|b| b.score < self.max_score))
                 .collect();
             if pending.is_empty() {
                 continue;
@@ -107,10 +93,7 @@ impl RewardSet {
                 Err(error) => {
                     self.note_failure(member, &error, pending.len());
                     for &i in &pending {
-                        details[i].insert(
-                            member.name.clone(),
-                            serde_json::json!({"error": format!("{error:#}")}),
-                        );
+                        details[i].insert(member.name.clone(), serde_json::json!({"error": format!("{error:#}")}));
                     }
                     continue;
                 }
@@ -131,8 +114,7 @@ impl RewardSet {
         best.into_iter()
             .zip(details)
             .map(|(score, details)| {
-                let score = score
-                    .ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
+                let score = score.ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
                 Ok(RewardScore {
                     score: score.score,
                     decided_by: score.decided_by,
@@ -144,17 +126,9 @@ impl RewardSet {
 
     /// One reward's scores for `batch`, checked: one finite score per input.
     fn call(&self, member: &Member, batch: &[RewardInput]) -> anyhow::Result<Vec<RewardScore>> {
-        let scores = member
-            .reward
-            .score(batch)
-            .map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
+        let scores = member.reward.score(batch).map_err(|e| anyhow::anyhow!("reward `{}`: {e}", member.name))?;
         if scores.len() != batch.len() {
-            anyhow::bail!(
-                "reward `{}` returned {} scores for {} responses",
-                member.name,
-                scores.len(),
-                batch.len()
-            );
+            anyhow::bail!("reward `{}` returned {} scores for {} responses", member.name, scores.len(), batch.len());
         }
         if let Some(bad) = scores.iter().find(|s| !s.score.is_finite()) {
             anyhow::bail!(
@@ -192,8 +166,7 @@ impl RewardSet {
         let failed_calls = self.failed_calls.swap(0, Ordering::Relaxed) as f64;
         if self.rewards.len() > 1 {
             // A judge that counts its own fallbacks is trusted; failed calls are never counted by it.
-            *out.entry(FALLBACK_METRIC.to_string())
-                .or_insert(unavailable) += failed_items;
+            *out.entry(FALLBACK_METRIC.to_string()).or_insert(unavailable) += failed_items;
             out.insert(FAILED_CALLS_METRIC.to_string(), failed_calls);
         }
         out

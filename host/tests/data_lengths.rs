@@ -45,7 +45,8 @@ impl Policy for TokenizerOnly {
         self.tokenizer.decode(ids, skip_special_tokens).map_err(Error::msg)
     }
     fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let mut out: String = messages.iter().map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content)).collect();
+        let mut out: String =
+            messages.iter().map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content)).collect();
         if add_generation_prompt {
             out.push_str("<|im_start|>assistant\n");
         }
@@ -144,7 +145,10 @@ fn overlong_prompts_are_truncated_in_the_middle_and_counted() {
     let content = &long.example.prompt[0].content;
     assert!(content.contains("STARTlong w0 w1 w2") && content.contains("w48 w49 ENDlong"));
     assert!(content.len() < examples[1].prompt[0].content.len());
-    assert!(content.starts_with("Please read the following text") && content.contains("</text>\n\nQ?\n\nFormat your response"));
+    assert!(
+        content.starts_with("Please read the following text")
+            && content.contains("</text>\n\nQ?\n\nFormat your response")
+    );
     // Under the limit: untouched.
     assert_eq!(admission.examples[0].example, examples[0]);
     assert!(!admission.examples[2].truncated);

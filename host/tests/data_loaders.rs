@@ -9,8 +9,8 @@ use arrow_array::builder::OffsetBufferBuilder;
 use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use longrl_core::api::ChatMessage;
-use longrl_host::data::template::docqa_prompt;
 use longrl_host::data::parquet as verl_parquet;
+use longrl_host::data::template::docqa_prompt;
 use longrl_host::data::{Example, LoadOptions, load_examples, load_sft_examples};
 use parquet::arrow::ArrowWriter;
 use serde_json::json;
@@ -23,10 +23,8 @@ fn strings(values: &[&str]) -> ArrayRef {
 /// `reward_model` {ground_truth, style}, `extra_info` {index, question}.
 fn write_verl_like(path: &Path, prompts: &[Vec<(&str, &str)>], truths: &[&str], sources: &[&str]) {
     let n = prompts.len();
-    let message_fields = Fields::from(vec![
-        Field::new("content", DataType::Utf8, true),
-        Field::new("role", DataType::Utf8, true),
-    ]);
+    let message_fields =
+        Fields::from(vec![Field::new("content", DataType::Utf8, true), Field::new("role", DataType::Utf8, true)]);
     let flat: Vec<&(&str, &str)> = prompts.iter().flatten().collect();
     let messages = StructArray::new(
         message_fields.clone(),
@@ -165,7 +163,8 @@ fn jsonl_prompt_ground_truth_as_string_or_chat_list() {
             "{\"prompt\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"U\"}], \"ground_truth\": [\"a\", \"b\"], \"data_source\": \"musique\"}\n",
         ),
     );
-    let examples = load_examples(&[path], &LoadOptions { default_data_source: "mine".into(), max_examples: 0 }).unwrap();
+    let examples =
+        load_examples(&[path], &LoadOptions { default_data_source: "mine".into(), max_examples: 0 }).unwrap();
     assert_eq!(examples[0].prompt, vec![ChatMessage::new("user", "Say hi")]);
     assert_eq!(examples[0].data_source, "mine");
     assert_eq!(examples[1].prompt, vec![ChatMessage::new("system", "S"), ChatMessage::new("user", "U")]);
@@ -187,7 +186,8 @@ fn bad_rows_name_file_row_and_key() {
     let e = error_of(load(&[typed]));
     assert!(e.contains("typed.jsonl") && e.contains("row 1") && e.contains("`prompt` is a number"), "{e}");
 
-    let message = write_text(dir.path(), "msg.jsonl", "{\"prompt\": [{\"role\": \"user\"}], \"ground_truth\": \"x\"}\n");
+    let message =
+        write_text(dir.path(), "msg.jsonl", "{\"prompt\": [{\"role\": \"user\"}], \"ground_truth\": \"x\"}\n");
     let e = error_of(load(&[message]));
     assert!(e.contains("row 1") && e.contains("prompt[0].content"), "{e}");
 
@@ -219,16 +219,27 @@ fn unknown_extensions_and_duplicate_ids_are_errors() {
     assert!(e.contains("data.csv") && e.contains("extension"), "{e}");
 
     let a = write_text(dir.path(), "a.jsonl", "{\"id\": \"x\", \"prompt\": \"p\", \"ground_truth\": \"g\"}\n");
-    let b = write_text(dir.path(), "b.jsonl", "{\"prompt\": \"p\", \"ground_truth\": \"g\"}\n{\"id\": \"x\", \"prompt\": \"p\", \"ground_truth\": \"g\"}\n");
+    let b = write_text(
+        dir.path(),
+        "b.jsonl",
+        "{\"prompt\": \"p\", \"ground_truth\": \"g\"}\n{\"id\": \"x\", \"prompt\": \"p\", \"ground_truth\": \"g\"}\n",
+    );
     let e = error_of(load(&[a, b]));
-    assert!(e.contains("duplicate example id `x`") && e.contains("b.jsonl row 2") && e.contains("a.jsonl row 1"), "{e}");
+    assert!(
+        e.contains("duplicate example id `x`") && e.contains("b.jsonl row 2") && e.contains("a.jsonl row 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn max_examples_keeps_the_first_rows_across_files() {
     let dir = tempfile::tempdir().unwrap();
     let a = write_text(dir.path(), "a.jsonl", "{\"prompt\": \"1\", \"ground_truth\": \"g\"}\n");
-    let b = write_text(dir.path(), "b.jsonl", "{\"prompt\": \"2\", \"ground_truth\": \"g\"}\n{\"prompt\": \"3\", \"ground_truth\": \"g\"}\n");
+    let b = write_text(
+        dir.path(),
+        "b.jsonl",
+        "{\"prompt\": \"2\", \"ground_truth\": \"g\"}\n{\"prompt\": \"3\", \"ground_truth\": \"g\"}\n",
+    );
     let examples = load_examples(&[a, b], &LoadOptions { max_examples: 2, ..Default::default() }).unwrap();
     assert_eq!(examples.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["a:1", "b:1"]);
 }

@@ -82,7 +82,9 @@ fn tiny_benchmarks(dir: &Path) {
     );
     write_jsonl(
         &dir.join("frames.jsonl"),
-        &[json!({"Prompt": "Which river is longer?", "Answer": "The Nile", "wiki_items": [{"title": "Nile", "text": "The Nile is long."}]})],
+        &[
+            json!({"Prompt": "Which river is longer?", "Answer": "The Nile", "wiki_items": [{"title": "Nile", "text": "The Nile is long."}]}),
+        ],
     );
 }
 
@@ -119,7 +121,8 @@ fn hand_accuracy(bench: &str) -> (f64, usize) {
             None => questions.push((*id, vec![*score])),
         }
     }
-    let mean = questions.iter().map(|(_, s)| s.iter().sum::<f64>() / s.len() as f64).sum::<f64>() / questions.len() as f64;
+    let mean =
+        questions.iter().map(|(_, s)| s.iter().sum::<f64>() / s.len() as f64).sum::<f64>() / questions.len() as f64;
     (100.0 * mean, questions.len())
 }
 
@@ -141,8 +144,11 @@ fn saved_predictions_score_like_the_hand_computed_metric() {
     let summary = eval::score_predictions(&rewards, &suites, &predictions, "saved", Some(&out)).unwrap();
 
     // Every response scored as expected, in file order within each benchmark.
-    let examples: Vec<Value> =
-        std::fs::read_to_string(out.join("examples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let examples: Vec<Value> = std::fs::read_to_string(out.join("examples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(examples.len(), CASES.len());
     for (bench, id, response, expected) in CASES {
         let found: Vec<&Value> = examples
@@ -237,10 +243,21 @@ fn cli_errors_name_the_file_and_line() {
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("hotpotqa.jsonl"), "{\"_id\": \"h1\", \"input\": \"q\", \"context\": \"c\", \"answers\": [\"a\"]}\n{\"_id\": \"h2\", \"input\": \"q\", \"context\": \"c\"}\n").unwrap();
-    let output = longrl(&["eval", "--bench", "hotpotqa", "--data", bad.to_str().unwrap(), "--predictions", predictions.to_str().unwrap()]);
+    let output = longrl(&[
+        "eval",
+        "--bench",
+        "hotpotqa",
+        "--data",
+        bad.to_str().unwrap(),
+        "--predictions",
+        predictions.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains(&format!("{}: line 2: missing key `answers`", bad.join("hotpotqa.jsonl").display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: line 2: missing key `answers`", bad.join("hotpotqa.jsonl").display())),
+        "{stderr}"
+    );
 
     // A prediction for an id no row has.
     let unknown = dir.path().join("unknown.jsonl");
@@ -288,7 +305,20 @@ fn tiny_model(dir: &Path, texts: &[String]) -> PathBuf {
     let model = dir.join("model");
     let paths = format!("plugins.paths=[\"{}\"]", qwen_plugin().display());
     let output = Command::new(env!("CARGO_BIN_EXE_longrl"))
-        .args(["model", "init", "--hidden", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--intermediate", "64"])
+        .args([
+            "model",
+            "init",
+            "--hidden",
+            "32",
+            "--layers",
+            "2",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--intermediate",
+            "64",
+        ])
         .arg("--tokenizer")
         .arg(tok_dir.join("tokenizer.json"))
         .arg("--out")
@@ -353,8 +383,11 @@ fn a_tiny_model_runs_end_to_end_on_two_rows_per_benchmark() {
         let ci: Vec<f64> = b["ci95"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert!((0.0..=100.0).contains(&accuracy) && ci[0] <= accuracy && accuracy <= ci[1], "{name}: {b}");
     }
-    let examples: Vec<Value> =
-        std::fs::read_to_string(out.join("examples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let examples: Vec<Value> = std::fs::read_to_string(out.join("examples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     // 7 benchmarks x 2 rows x 2 samples, each scored by the rule (a random model never writes </think>).
     assert_eq!(examples.len(), 28);
     assert!(examples.iter().all(|e| e["decided_by"].as_str().is_some() && e["finish"].is_string()), "{}", examples[0]);

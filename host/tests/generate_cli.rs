@@ -33,15 +33,34 @@ fn init_model(dir: &Path, seed: &str) -> PathBuf {
     use longrl_host::synth::tokenizer;
     let tok_dir = dir.join("tokenizer");
     std::fs::create_dir_all(&tok_dir).unwrap();
-    let texts: Vec<String> =
-        (0..50).map(|i| format!("Document {i}: Rerik lives in Galmere and owns {i} lamps. Where does Rerik live?")).collect();
+    let texts: Vec<String> = (0..50)
+        .map(|i| format!("Document {i}: Rerik lives in Galmere and owns {i} lamps. Where does Rerik live?"))
+        .collect();
     let trained = tokenizer::train(texts.iter().map(String::as_str), 300).unwrap();
     tokenizer::save(&trained, &tok_dir, 512).unwrap();
     let out = dir.join(format!("model-{seed}"));
     let tok = tok_dir.join("tokenizer.json");
     let o = longrl(&[
-        "model", "init", "--arch", "qwen2", "--hidden", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
-        "--intermediate", "64", "--seed", seed, "--tokenizer", tok.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "model",
+        "init",
+        "--arch",
+        "qwen2",
+        "--hidden",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--seed",
+        seed,
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "model init: {}", stderr(&o));
     out
@@ -52,14 +71,17 @@ fn generate_json(model: &Path, extra: &[&str]) -> Value {
     args.extend_from_slice(extra);
     let o = longrl(&args);
     assert!(o.status.success(), "generate: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 #[test]
 fn model_init_writes_an_hf_directory() {
     let dir = tempfile::tempdir().unwrap();
     let model = init_model(dir.path(), "1");
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    for file in
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+    {
         assert!(model.join(file).exists(), "{file} missing from {}", model.display());
     }
     let config: Value = serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
@@ -81,7 +103,8 @@ fn model_init_writes_an_hf_directory() {
 fn generate_prints_tokens_logprobs_finish_and_timings() {
     let dir = tempfile::tempdir().unwrap();
     let model = init_model(dir.path(), "3");
-    let sampled = ["--prompt", "Where does Rerik live?", "--max-new-tokens", "12", "--temperature", "1.0", "--seed", "7"];
+    let sampled =
+        ["--prompt", "Where does Rerik live?", "--max-new-tokens", "12", "--temperature", "1.0", "--seed", "7"];
     let out = generate_json(&model, &sampled);
     let g = &out["generations"][0];
     let tokens = g["tokens"].as_array().unwrap();
@@ -106,7 +129,8 @@ fn generate_prints_tokens_logprobs_finish_and_timings() {
     assert_eq!(a["generations"][0]["tokens"], b["generations"][0]["tokens"], "greedy ignores the seed");
     let seeds_differ = (0..4).any(|s| {
         let s = s.to_string();
-        let args = ["--prompt", "Where does Rerik live?", "--max-new-tokens", "12", "--temperature", "1.0", "--seed", &s];
+        let args =
+            ["--prompt", "Where does Rerik live?", "--max-new-tokens", "12", "--temperature", "1.0", "--seed", &s];
         generate_json(&model, &args)["generations"][0]["tokens"] != g["tokens"]
     });
     assert!(seeds_differ, "four other seeds all reproduced seed 7's sample");
@@ -118,11 +142,27 @@ fn chat_prompts_and_prompt_files_are_tokenized_through_the_template() {
     let model = init_model(dir.path(), "4");
     let file = dir.path().join("prompt.txt");
     std::fs::write(&file, "Where does Rerik live?").unwrap();
-    let plain = generate_json(&model, &["--prompt-file", file.to_str().unwrap(), "--max-new-tokens", "2", "--temperature", "0"]);
-    let chat = generate_json(&model, &["--prompt-file", file.to_str().unwrap(), "--chat", "--max-new-tokens", "2", "--temperature", "0"]);
+    let plain = generate_json(
+        &model,
+        &["--prompt-file", file.to_str().unwrap(), "--max-new-tokens", "2", "--temperature", "0"],
+    );
+    let chat = generate_json(
+        &model,
+        &["--prompt-file", file.to_str().unwrap(), "--chat", "--max-new-tokens", "2", "--temperature", "0"],
+    );
     let with_system = generate_json(
         &model,
-        &["--prompt-file", file.to_str().unwrap(), "--chat", "--system", "Be brief.", "--max-new-tokens", "2", "--temperature", "0"],
+        &[
+            "--prompt-file",
+            file.to_str().unwrap(),
+            "--chat",
+            "--system",
+            "Be brief.",
+            "--max-new-tokens",
+            "2",
+            "--temperature",
+            "0",
+        ],
     );
     let n = |v: &Value| v["prompt_tokens"].as_u64().unwrap();
     assert!(n(&chat) > n(&plain), "the chat template adds role markers: {} vs {}", n(&chat), n(&plain));
@@ -167,7 +207,15 @@ fn the_policy_config_table_applies_to_generate() {
         }
     }
     // The table is really read: an unknown key in it is an error that names the key.
-    let o = longrl(&["generate", "--model", model.to_str().unwrap(), "--prompt", "hi", "--set", "policy.config.pack_weights=true"]);
+    let o = longrl(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--set",
+        "policy.config.pack_weights=true",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("pack_weights"), "{}", stderr(&o));
 }

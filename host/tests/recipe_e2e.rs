@@ -102,11 +102,27 @@ fn tokens_by_bucket(file: &Path) -> Vec<(u64, u64)> {
 /// 256 tokens, 8 SFT traces, a 512-token BPE vocabulary.
 fn synth(dir: &Path) -> PathBuf {
     let data = dir.join("data");
-    let args: Vec<String> = ["data", "synth", "--seed", "0", "--train", "24", "--eval", "12", "--sft", "8", "--lengths", "128,256", "--vocab-size", "512", "--out"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([data.display().to_string()])
-        .collect();
+    let args: Vec<String> = [
+        "data",
+        "synth",
+        "--seed",
+        "0",
+        "--train",
+        "24",
+        "--eval",
+        "12",
+        "--sft",
+        "8",
+        "--lengths",
+        "128,256",
+        "--vocab-size",
+        "512",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data.display().to_string()])
+    .collect();
     let log = dir.join("synth.log");
     succeed(longrl(&args, &log), &log, "longrl data synth");
     for file in ["train.parquet", "eval.parquet", "sft.jsonl", "tokenizer.json", "tokenizer_config.json"] {
@@ -181,13 +197,18 @@ fn train_args(data: &Path, run_dir: &Path, resume: bool) -> Vec<String> {
 
 /// Start a run and SIGKILL it as soon as the checkpoint of `step` is complete on disk.
 fn kill_after_checkpoint(mut child: Child, run_dir: &Path, step: u64, log: &Path) {
-    let marker = checkpoint::checkpoints_dir(run_dir).join(checkpoint::name_for(step)).join(checkpoint::COMPLETE_MARKER);
+    let marker =
+        checkpoint::checkpoints_dir(run_dir).join(checkpoint::name_for(step)).join(checkpoint::COMPLETE_MARKER);
     let started = Instant::now();
     while !marker.exists() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before checkpoint {step}; log tail:\n{}", tail(log));
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "no checkpoint {step} after 10 minutes; log tail:\n{}", tail(log));
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no checkpoint {step} after 10 minutes; log tail:\n{}",
+            tail(log)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -224,7 +245,12 @@ fn tiny_recipe_runs_end_to_end_and_a_killed_run_resumes_to_the_same_metrics() {
         for r in rl {
             assert_eq!(r.phase_name.as_deref(), Some(name));
             for key in ["actor/loss", "actor/grad_norm", "reward/mean", "response/length_mean", "lr"] {
-                assert!(r.values.get(key).is_some_and(|v| v.is_finite()), "step {}: no finite {key} in {:?}", r.step, r.values);
+                assert!(
+                    r.values.get(key).is_some_and(|v| v.is_finite()),
+                    "step {}: no finite {key} in {:?}",
+                    r.step,
+                    r.values
+                );
             }
         }
     }
@@ -238,7 +264,8 @@ fn tiny_recipe_runs_end_to_end_and_a_killed_run_resumes_to_the_same_metrics() {
         assert_eq!(s.by_kind.values().map(|c| c.n).sum::<usize>(), 12, "{s:?}");
     }
     let report = std::fs::read_to_string(straight.join("report.md")).unwrap();
-    for needle in ["### By length bucket", "### By question kind", "| after | 128 | 256 | all |", "## Training curves"] {
+    for needle in ["### By length bucket", "### By question kind", "| after | 128 | 256 | all |", "## Training curves"]
+    {
         assert!(report.contains(needle), "report.md lacks `{needle}`:\n{report}");
     }
     for table in report.split("### ").skip(1).take(2) {
@@ -246,28 +273,56 @@ fn tiny_recipe_runs_end_to_end_and_a_killed_run_resumes_to_the_same_metrics() {
             assert!(table.contains(&format!("\n| {stage} | ")), "a row for {stage} in:\n{table}");
         }
     }
-    let plots: Vec<String> = std::fs::read_dir(straight.join("plots")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let plots: Vec<String> = std::fs::read_dir(straight.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(plots.iter().any(|p| p.ends_with(".png")), "{plots:?}");
     for png in plots.iter().filter(|p| p.ends_with(".png")) {
         assert!(report.contains(&format!("(plots/{png})")), "report.md links {png}");
         assert!(std::fs::read(straight.join("plots").join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");
     }
-    let events: Vec<PathBuf> = std::fs::read_dir(straight.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(events.iter().any(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents")), "{events:?}");
+    let events: Vec<PathBuf> =
+        std::fs::read_dir(straight.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        events.iter().any(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents")),
+        "{events:?}"
+    );
 
     // Checkpoints: the last two, each an HF-layout policy plus the trainer's state.
     let kept: Vec<u64> = checkpoint::list(&straight).unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(kept, [TOTAL_STEPS - 1, TOTAL_STEPS]);
     let last = checkpoint::latest(&straight).unwrap().unwrap();
-    for file in ["policy/config.json", "policy/tokenizer.json", "policy/tokenizer_config.json", "policy/generation_config.json", "trainer.json", "optimizer.safetensors", "algorithm.state", "curriculum.state", "sampler.state"] {
+    for file in [
+        "policy/config.json",
+        "policy/tokenizer.json",
+        "policy/tokenizer_config.json",
+        "policy/generation_config.json",
+        "trainer.json",
+        "optimizer.safetensors",
+        "algorithm.state",
+        "curriculum.state",
+        "sampler.state",
+    ] {
         assert!(last.join(file).exists(), "{} lacks {file}", last.display());
     }
-    let weights = std::fs::read_dir(last.join("policy")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".safetensors")).count();
+    let weights = std::fs::read_dir(last.join("policy"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".safetensors"))
+        .count();
     assert!(weights >= 1, "no safetensors in {}", last.join("policy").display());
-    let counters: serde_json::Value = serde_json::from_slice(&std::fs::read(last.join("trainer.json")).unwrap()).unwrap();
-    assert_eq!((counters["global_step"].as_u64(), counters["rl_done"].as_bool()), (Some(TOTAL_STEPS), Some(true)), "{counters}");
+    let counters: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(last.join("trainer.json")).unwrap()).unwrap();
+    assert_eq!(
+        (counters["global_step"].as_u64(), counters["rl_done"].as_bool()),
+        (Some(TOTAL_STEPS), Some(true)),
+        "{counters}"
+    );
     // Prompt lengths were measured once and cached in the run directory.
-    let cached = std::fs::read_dir(straight.join("cache")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("lengths-")).count();
+    let cached = std::fs::read_dir(straight.join("cache"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("lengths-"))
+        .count();
     assert_eq!(cached, 1);
 
     // The same run, killed twice and resumed: after the checkpoint that ends SFT's first epoch, and

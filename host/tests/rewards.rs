@@ -24,11 +24,7 @@ impl Reward for ExactRule {
             .iter()
             .map(|i| {
                 let hit = i.response == i.ground_truth;
-                RewardScore {
-                    score: if hit { 1.0 } else { 0.0 },
-                    decided_by: "exact".into(),
-                    details: json!({}),
-                }
+                RewardScore { score: if hit { 1.0 } else { 0.0 }, decided_by: "exact".into(), details: json!({}) }
             })
             .collect())
     }
@@ -74,36 +70,17 @@ impl Reward for &'static FakeJudge {
     }
     fn score(&self, batch: &[RewardInput]) -> longrl_core::Result<Vec<RewardScore>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.asked
-            .lock()
-            .unwrap()
-            .extend(batch.iter().map(|i| i.response.clone()));
+        self.asked.lock().unwrap().extend(batch.iter().map(|i| i.response.clone()));
         let mode = *self.mode.lock().unwrap();
         let verdict = |i: &RewardInput| match mode {
-            Mode::Answer
-                if i.response
-                    .to_lowercase()
-                    .contains(&i.ground_truth.to_lowercase()) =>
-            {
-                RewardScore {
-                    score: 1.0,
-                    decided_by: "judge.yes".into(),
-                    details: json!({"rationale": "same"}),
-                }
+            Mode::Answer if i.response.to_lowercase().contains(&i.ground_truth.to_lowercase()) => {
+                RewardScore { score: 1.0, decided_by: "judge.yes".into(), details: json!({"rationale": "same"}) }
             }
             Mode::Unavailable => {
                 self.fallbacks.fetch_add(1, Ordering::SeqCst);
-                RewardScore {
-                    score: 0.0,
-                    decided_by: "judge.unavailable".into(),
-                    details: json!({}),
-                }
+                RewardScore { score: 0.0, decided_by: "judge.unavailable".into(), details: json!({}) }
             }
-            _ => RewardScore {
-                score: 0.0,
-                decided_by: "judge.no".into(),
-                details: json!({}),
-            },
+            _ => RewardScore { score: 0.0, decided_by: "judge.no".into(), details: json!({}) },
         };
         match mode {
             Mode::Fail => Err(longrl_core::Error::msg("connection refused")),
@@ -112,15 +89,9 @@ impl Reward for &'static FakeJudge {
         }
     }
     fn take_metrics(&self) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::from([(
-            "judge_calls".to_string(),
-            self.calls.load(Ordering::SeqCst) as f64,
-        )]);
+        let mut out = BTreeMap::from([("judge_calls".to_string(), self.calls.load(Ordering::SeqCst) as f64)]);
         if self.report_fallbacks {
-            out.insert(
-                "judge_fallbacks".into(),
-                self.fallbacks.swap(0, Ordering::SeqCst) as f64,
-            );
+            out.insert("judge_fallbacks".into(), self.fallbacks.swap(0, Ordering::SeqCst) as f64);
         }
         out
     }
@@ -131,14 +102,7 @@ fn judge(mode: Mode) -> &'static FakeJudge {
 }
 
 fn hybrid(judge: &'static FakeJudge) -> RewardSet {
-    RewardSet::new(
-        vec![
-            ("rule".into(), Box::new(ExactRule)),
-            ("judge".into(), Box::new(judge)),
-        ],
-        true,
-        1.0,
-    )
+    RewardSet::new(vec![("rule".into(), Box::new(ExactRule)), ("judge".into(), Box::new(judge))], true, 1.0)
 }
 
 fn input(response: &str, gold: &str) -> RewardInput {
@@ -151,11 +115,7 @@ fn input(response: &str, gold: &str) -> RewardInput {
 }
 
 fn batch() -> Vec<RewardInput> {
-    vec![
-        input("Paris", "Paris"),
-        input("It is paris, France", "Paris"),
-        input("Lyon", "Paris"),
-    ]
+    vec![input("Paris", "Paris"), input("It is paris, France", "Paris"), input("Lyon", "Paris")]
 }
 
 #[test]
@@ -163,22 +123,10 @@ fn judge_is_asked_only_when_the_rule_fails_and_max_wins() {
     let judge = judge(Mode::Answer);
     let set = hybrid(judge);
     let scores = set.score(&batch()).unwrap();
-    assert_eq!(
-        scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-        vec![1.0, 1.0, 0.0]
-    );
-    assert_eq!(
-        scores
-            .iter()
-            .map(|s| s.decided_by.as_str())
-            .collect::<Vec<_>>(),
-        vec!["exact", "judge.yes", "exact"]
-    );
+    assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 1.0, 0.0]);
+    assert_eq!(scores.iter().map(|s| s.decided_by.as_str()).collect::<Vec<_>>(), vec!["exact", "judge.yes", "exact"]);
     assert_eq!(judge.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        *judge.asked.lock().unwrap(),
-        vec!["It is paris, France".to_string(), "Lyon".to_string()]
-    );
+    assert_eq!(*judge.asked.lock().unwrap(), vec!["It is paris, France".to_string(), "Lyon".to_string()]);
     // Every reward's breakdown is kept; the judge's only where it was asked.
     assert_eq!(scores[0].details["rule"]["decided_by"], "exact");
     assert!(scores[0].details.get("judge").is_none());
@@ -190,22 +138,14 @@ fn judge_is_asked_only_when_the_rule_fails_and_max_wins() {
 fn judge_is_not_called_when_the_rule_solves_everything() {
     let judge = judge(Mode::Answer);
     let set = hybrid(judge);
-    set.score(&[input("Paris", "Paris"), input("Rome", "Rome")])
-        .unwrap();
+    set.score(&[input("Paris", "Paris"), input("Rome", "Rome")]).unwrap();
     assert_eq!(judge.calls.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn without_cascade_every_reward_scores_everything() {
     let judge = judge(Mode::Answer);
-    let set = RewardSet::new(
-        vec![
-            ("rule".into(), Box::new(ExactRule)),
-            ("judge".into(), Box::new(judge)),
-        ],
-        false,
-        1.0,
-    );
+    let set = RewardSet::new(vec![("rule".into(), Box::new(ExactRule)), ("judge".into(), Box::new(judge))], false, 1.0);
     let scores = set.score(&batch()).unwrap();
     assert_eq!(judge.asked.lock().unwrap().len(), 3);
     // A tie keeps the earlier reward's verdict.
@@ -217,15 +157,9 @@ fn unavailable_judge_keeps_the_rule_score_and_counts_the_fallback() {
     let judge = judge(Mode::Unavailable);
     let set = hybrid(judge);
     let scores = set.score(&batch()).unwrap();
-    assert_eq!(
-        scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-        vec![1.0, 0.0, 0.0]
-    );
+    assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
     assert_eq!(scores[1].decided_by, "exact");
-    assert_eq!(
-        scores[1].details["judge"]["decided_by"],
-        "judge.unavailable"
-    );
+    assert_eq!(scores[1].details["judge"]["decided_by"], "judge.unavailable");
     let metrics = set.take_metrics();
     assert_eq!(metrics["judge_fallbacks"], 2.0);
     assert_eq!(metrics["judge_calls"], 1.0);
@@ -235,10 +169,7 @@ fn unavailable_judge_keeps_the_rule_score_and_counts_the_fallback() {
 
 #[test]
 fn a_judge_counting_its_own_fallbacks_is_not_double_counted() {
-    let judge = Box::leak(Box::new(FakeJudge {
-        report_fallbacks: true,
-        ..FakeJudge::new(Mode::Unavailable)
-    }));
+    let judge = Box::leak(Box::new(FakeJudge { report_fallbacks: true, ..FakeJudge::new(Mode::Unavailable) }));
     let set = hybrid(judge);
     set.score(&batch()).unwrap();
     assert_eq!(set.take_metrics()["judge_fallbacks"], 2.0);
@@ -250,16 +181,8 @@ fn failing_judge_never_stalls_scoring() {
     let set = hybrid(judge);
     for _ in 0..3 {
         let scores = set.score(&batch()).unwrap();
-        assert_eq!(
-            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-            vec![1.0, 0.0, 0.0]
-        );
-        assert!(
-            scores[2].details["judge"]["error"]
-                .as_str()
-                .unwrap()
-                .contains("connection refused")
-        );
+        assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
+        assert!(scores[2].details["judge"]["error"].as_str().unwrap().contains("connection refused"));
     }
     let metrics = set.take_metrics();
     assert_eq!(metrics["judge_fallbacks"], 6.0);
@@ -274,56 +197,22 @@ fn failing_judge_never_stalls_scoring() {
 fn wrong_score_count_is_a_fallback_for_a_later_reward_and_an_error_for_the_first() {
     let set = hybrid(judge(Mode::Short));
     let scores = set.score(&batch()).unwrap();
-    assert!(
-        scores[1].details["judge"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("returned 1 scores for 2")
-    );
-    let first = RewardSet::new(
-        vec![("judge".into(), Box::new(judge(Mode::Short)))],
-        true,
-        1.0,
-    );
+    assert!(scores[1].details["judge"]["error"].as_str().unwrap().contains("returned 1 scores for 2"));
+    let first = RewardSet::new(vec![("judge".into(), Box::new(judge(Mode::Short)))], true, 1.0);
     let err = first.score(&batch()).unwrap_err().to_string();
-    assert!(
-        err.contains("reward `judge`") && err.contains("2 scores for 3"),
-        "{err}"
-    );
-    let failing_first = RewardSet::new(
-        vec![("judge".into(), Box::new(judge(Mode::Fail)))],
-        true,
-        1.0,
-    );
-    assert!(
-        failing_first
-            .score(&batch())
-            .unwrap_err()
-            .to_string()
-            .contains("connection refused")
-    );
+    assert!(err.contains("reward `judge`") && err.contains("2 scores for 3"), "{err}");
+    let failing_first = RewardSet::new(vec![("judge".into(), Box::new(judge(Mode::Fail)))], true, 1.0);
+    assert!(failing_first.score(&batch()).unwrap_err().to_string().contains("connection refused"));
 }
 
 #[test]
 fn check_sources_names_the_reward_and_empty_sets_fail() {
     let set = hybrid(judge(Mode::Answer));
     set.check_sources(&["musique".into()]).unwrap();
-    let err = set
-        .check_sources(&["musique".into(), "unknown".into()])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("reward `rule`") && err.contains("`unknown`"),
-        "{err}"
-    );
+    let err = set.check_sources(&["musique".into(), "unknown".into()]).unwrap_err().to_string();
+    assert!(err.contains("reward `rule`") && err.contains("`unknown`"), "{err}");
     let empty = RewardSet::new(Vec::new(), true, 1.0);
-    assert!(
-        empty
-            .score(&batch())
-            .unwrap_err()
-            .to_string()
-            .contains("reward.components")
-    );
+    assert!(empty.score(&batch()).unwrap_err().to_string().contains("reward.components"));
     // A rule-only set reports no judge metrics.
     let rule_only = RewardSet::new(vec![("rule".into(), Box::new(ExactRule))], true, 1.0);
     rule_only.score(&batch()).unwrap();
@@ -342,35 +231,14 @@ fn cascade_threshold_is_max_score() {
         fn score(&self, batch: &[RewardInput]) -> longrl_core::Result<Vec<RewardScore>> {
             Ok(batch
                 .iter()
-                .map(|_| RewardScore {
-                    score: 0.5,
-                    decided_by: "half".into(),
-                    details: json!({}),
-                })
+                .map(|_| RewardScore { score: 0.5, decided_by: "half".into(), details: json!({}) })
                 .collect())
         }
     }
-    let set = RewardSet::new(
-        vec![
-            ("half".into(), Box::new(Half)),
-            ("judge".into(), Box::new(judge)),
-        ],
-        true,
-        0.5,
-    );
+    let set = RewardSet::new(vec![("half".into(), Box::new(Half)), ("judge".into(), Box::new(judge))], true, 0.5);
     set.score(&batch()).unwrap();
     assert_eq!(judge.calls.load(Ordering::SeqCst), 0);
-    let set = RewardSet::new(
-        vec![
-            ("half".into(), Box::new(Half)),
-            ("judge".into(), Box::new(judge)),
-        ],
-        true,
-        1.0,
-    );
+    let set = RewardSet::new(vec![("half".into(), Box::new(Half)), ("judge".into(), Box::new(judge))], true, 1.0);
     let scores = set.score(&batch()).unwrap();
-    assert_eq!(
-        scores.iter().map(|s| s.score).collect::<Vec<_>>(),
-        vec![1.0, 1.0, 0.5]
-    );
+    assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 1.0, 0.5]);
 }

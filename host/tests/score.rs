@@ -15,18 +15,10 @@ fn binary() -> &'static Path {
 
 /// The plugin library next to the binary, where the host looks for plugins.
 fn require_plugin(crate_name: &str) {
-    let file = format!(
-        "{}{}{}",
-        std::env::consts::DLL_PREFIX,
-        crate_name.replace('-', "_"),
-        std::env::consts::DLL_SUFFIX
-    );
+    let file =
+        format!("{}{}{}", std::env::consts::DLL_PREFIX, crate_name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
     let path = binary().parent().unwrap().join(&file);
-    assert!(
-        path.exists(),
-        "{} is missing: build the plugin first with `cargo build -p {crate_name}`",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the plugin first with `cargo build -p {crate_name}`", path.display());
 }
 
 fn write_jsonl(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
@@ -36,24 +28,12 @@ fn write_jsonl(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 }
 
 fn score(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(["--log-level", "warn", "score"])
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(binary()).args(["--log-level", "warn", "score"]).args(args).output().unwrap()
 }
 
 fn stdout_lines(output: &Output) -> Vec<Value> {
-    assert!(
-        output.status.success(),
-        "longrl score failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    assert!(output.status.success(), "longrl score failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn mixed_lines() -> Vec<String> {
@@ -78,46 +58,20 @@ fn scores_each_line_and_summarises_by_source() {
     let data = write_jsonl(dir.path(), "responses.jsonl", &lines);
     let out = stdout_lines(&score(&["--data", data.to_str().unwrap()]));
     assert_eq!(out.len(), 5, "{out:?}");
-    let scores: Vec<f64> = out[..4]
-        .iter()
-        .map(|l| l["score"].as_f64().unwrap())
-        .collect();
+    let scores: Vec<f64> = out[..4].iter().map(|l| l["score"].as_f64().unwrap()).collect();
     assert_eq!(scores, vec![1.0, 0.0, 1.0, 1.0]);
-    let decided: Vec<&str> = out[..4]
-        .iter()
-        .map(|l| l["decided_by"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        decided,
-        vec![
-            "docqa.sub_em",
-            "docqa.sub_em",
-            "docmath.scale_x100",
-            "choice.letter"
-        ]
-    );
+    let decided: Vec<&str> = out[..4].iter().map(|l| l["decided_by"].as_str().unwrap()).collect();
+    assert_eq!(decided, vec!["docqa.sub_em", "docqa.sub_em", "docmath.scale_x100", "choice.letter"]);
     assert_eq!(out[0]["id"], "q1");
-    assert_eq!(
-        out.iter()
-            .take(4)
-            .map(|l| l["line"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        vec![1, 2, 4, 5]
-    );
+    assert_eq!(out.iter().take(4).map(|l| l["line"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 4, 5]);
     // The rule's breakdown sits under its component name.
     assert_eq!(out[1]["details"]["rule"]["details"]["prediction"], "lyon");
     assert_eq!(out[1]["details"]["rule"]["details"]["gold"], "paris");
     let summary = &out[4]["summary"];
     assert_eq!(summary["n"], 4);
     assert_eq!(summary["mean_score"], 0.75);
-    assert_eq!(
-        summary["by_source"]["musique_v1"],
-        json!({"n": 2, "mean_score": 0.5})
-    );
-    assert_eq!(
-        summary["by_source"]["docmath_v1"],
-        json!({"n": 1, "mean_score": 1.0})
-    );
+    assert_eq!(summary["by_source"]["musique_v1"], json!({"n": 2, "mean_score": 0.5}));
+    assert_eq!(summary["by_source"]["docmath_v1"], json!({"n": 1, "mean_score": 1.0}));
 }
 
 #[test]
@@ -133,10 +87,7 @@ fn malformed_lines_are_named_with_file_and_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("3 malformed line(s)"), "{stderr}");
     assert!(stderr.contains("bad.jsonl:2:"), "{stderr}");
-    assert!(
-        stderr.contains("bad.jsonl:6: missing field `data_source`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("bad.jsonl:6: missing field `data_source`"), "{stderr}");
     assert!(stderr.contains("bad.jsonl:7:"), "{stderr}");
     assert!(!stderr.contains("bad.jsonl:1:"), "{stderr}");
     assert!(output.stdout.is_empty());
@@ -147,22 +98,13 @@ fn unknown_data_sources_fail_before_scoring() {
     require_plugin("longrl-reward-rule");
     let dir = tempfile::tempdir().unwrap();
     let mut lines = mixed_lines();
-    lines.push(
-        json!({"data_source": "gsm8k", "response": "</think>the answer is 4", "ground_truth": "4"})
-            .to_string(),
-    );
-    lines.push(
-        json!({"data_source": "mbpp", "response": "</think>the answer is 4", "ground_truth": "4"})
-            .to_string(),
-    );
+    lines.push(json!({"data_source": "gsm8k", "response": "</think>the answer is 4", "ground_truth": "4"}).to_string());
+    lines.push(json!({"data_source": "mbpp", "response": "</think>the answer is 4", "ground_truth": "4"}).to_string());
     let data = write_jsonl(dir.path(), "mixed.jsonl", &lines);
     let output = score(&["--data", data.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("`gsm8k`, `mbpp`") && stderr.contains("routes"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`gsm8k`, `mbpp`") && stderr.contains("routes"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
 
@@ -180,14 +122,10 @@ config = { require_think = false, routes = [{ pattern = "^gsm", rule = "docmath"
 "#,
     )
     .unwrap();
-    let line = json!({"data_source": "gsm8k", "response": "So the answer is 1,024.", "ground_truth": "1024"}).to_string();
+    let line =
+        json!({"data_source": "gsm8k", "response": "So the answer is 1,024.", "ground_truth": "1024"}).to_string();
     let data = write_jsonl(dir.path(), "gsm.jsonl", &[line]);
-    let out = stdout_lines(&score(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]));
+    let out = stdout_lines(&score(&["--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]));
     assert_eq!(out[0]["score"], 1.0);
     assert_eq!(out[0]["decided_by"], "docmath.numeric");
 }
@@ -254,20 +192,10 @@ fn judge_url_adds_the_judge_where_the_rule_fails() {
     let (url, requests) = fake_judge("Both name the same city. [[YES]]");
     let dir = tempfile::tempdir().unwrap();
     let data = write_jsonl(dir.path(), "responses.jsonl", &mixed_lines());
-    let out = stdout_lines(&score(&[
-        "--data",
-        data.to_str().unwrap(),
-        "--judge-url",
-        &url,
-        "--judge-model",
-        "fake",
-    ]));
+    let out = stdout_lines(&score(&["--data", data.to_str().unwrap(), "--judge-url", &url, "--judge-model", "fake"]));
     // Only the one response the rule failed went to the judge, which said yes.
     assert_eq!(requests.load(Ordering::SeqCst), 1);
-    let scores: Vec<f64> = out[..4]
-        .iter()
-        .map(|l| l["score"].as_f64().unwrap())
-        .collect();
+    let scores: Vec<f64> = out[..4].iter().map(|l| l["score"].as_f64().unwrap()).collect();
     assert_eq!(scores, vec![1.0, 1.0, 1.0, 1.0]);
     assert_eq!(out[1]["decided_by"], "judge.yes");
     assert_eq!(out[1]["details"]["rule"]["score"], 0.0);
@@ -279,11 +207,7 @@ fn dead_judge_leaves_the_rule_scores_and_counts_fallbacks() {
     require_plugin("longrl-reward-rule");
     require_plugin("longrl-reward-judge");
     // A port nothing listens on: bind one, then free it.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("judge.toml");
     std::fs::write(
@@ -304,14 +228,8 @@ fn dead_judge_leaves_the_rule_scores_and_counts_fallbacks() {
         "m",
     ];
     let out = stdout_lines(&score(&args));
-    let scores: Vec<f64> = out[..4]
-        .iter()
-        .map(|l| l["score"].as_f64().unwrap())
-        .collect();
+    let scores: Vec<f64> = out[..4].iter().map(|l| l["score"].as_f64().unwrap()).collect();
     assert_eq!(scores, vec![1.0, 0.0, 1.0, 1.0]);
-    assert_eq!(
-        out[1]["details"]["judge"]["decided_by"],
-        "judge.unavailable"
-    );
+    assert_eq!(out[1]["details"]["judge"]["decided_by"], "judge.unavailable");
     assert_eq!(out[4]["summary"]["metrics"]["judge_fallbacks"], 1.0);
 }

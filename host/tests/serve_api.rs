@@ -39,7 +39,11 @@ impl Policy for FakePolicy {
     fn decode(&self, ids: &[u32], _skip: bool) -> longrl_core::Result<String> {
         Ok(ids.iter().map(|&t| t as u8 as char).collect())
     }
-    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> longrl_core::Result<String> {
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> longrl_core::Result<String> {
         let mut text: String = messages.iter().map(|m| format!("<{}>{}\n", m.role, m.content)).collect();
         if add_generation_prompt {
             text.push_str("<assistant>");
@@ -58,8 +62,7 @@ impl Policy for FakePolicy {
             for j in 0..params.n {
                 let full = format!("reply-{j}:{last} ").repeat(20);
                 let mut text: String = full.chars().take(params.max_new_tokens as usize).collect();
-                let mut finish =
-                    if text.len() < full.len() { FinishReason::Length } else { FinishReason::Stop };
+                let mut finish = if text.len() < full.len() { FinishReason::Length } else { FinishReason::Stop };
                 if let Some(at) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
                     text.truncate(at);
                     finish = FinishReason::Stop;
@@ -102,7 +105,13 @@ async fn start(delay: Duration, fail: bool, engine_options: EngineOptions, optio
 }
 
 async fn default_server() -> TestServer {
-    start(Duration::ZERO, false, EngineOptions::default(), ServeOptions { model_name: "tiny".into(), ..Default::default() }).await
+    start(
+        Duration::ZERO,
+        false,
+        EngineOptions::default(),
+        ServeOptions { model_name: "tiny".into(), ..Default::default() },
+    )
+    .await
 }
 
 impl TestServer {
@@ -141,7 +150,8 @@ fn assert_error(body: &Value, param: Option<&str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_chat_and_completions_have_the_openai_shape() {
     let server = default_server().await;
-    let models: Value = server.client.get(format!("{}/v1/models", server.base)).send().await.unwrap().json().await.unwrap();
+    let models: Value =
+        server.client.get(format!("{}/v1/models", server.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "tiny");
 
@@ -264,7 +274,12 @@ async fn concurrent_requests_with_the_same_settings_share_a_generate_call() {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
             let temperature = if i % 2 == 0 { 0.0 } else { 0.7 };
-            server.post("/v1/completions", json!({"prompt": format!("p{i}"), "max_tokens": 9, "temperature": temperature})).await
+            server
+                .post(
+                    "/v1/completions",
+                    json!({"prompt": format!("p{i}"), "max_tokens": 9, "temperature": temperature}),
+                )
+                .await
         }));
     }
     for (i, task) in tasks.into_iter().enumerate() {
@@ -300,7 +315,9 @@ async fn policy_failures_are_500s_and_a_full_queue_is_503() {
     let mut tasks = Vec::new();
     for i in 0..5 {
         let server = server.clone();
-        tasks.push(tokio::spawn(async move { server.post("/v1/completions", json!({"prompt": format!("q{i}")})).await }));
+        tasks.push(tokio::spawn(
+            async move { server.post("/v1/completions", json!({"prompt": format!("q{i}")})).await },
+        ));
     }
     let mut statuses = Vec::new();
     for task in tasks {

@@ -209,7 +209,8 @@ print(json.dumps({"chat": chat.choices[0].message.content, "completion": comp.ch
 #[test]
 fn the_official_openai_client_talks_to_longrl_serve() {
     let served = Served::start();
-    let output = Command::new(python()).arg("-c").arg(OPENAI_CLIENT).arg(&served.base).arg(SERVED_NAME).output().unwrap();
+    let output =
+        Command::new(python()).arg("-c").arg(OPENAI_CLIENT).arg(&served.base).arg(SERVED_NAME).output().unwrap();
     assert!(
         output.status.success(),
         "openai client failed:\n{}\n{}",

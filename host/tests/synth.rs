@@ -43,7 +43,15 @@ fn same_seed_same_files_other_seed_other_data() {
     synth::write(&small_options(8), c.path()).unwrap();
     let (fa, fb, fc) = (read_dir(a.path()), read_dir(b.path()), read_dir(c.path()));
     let names: Vec<&str> = fa.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["train.parquet", "eval.parquet", "train.jsonl", "eval.jsonl", "sft.jsonl", "tokenizer.json", "tokenizer_config.json"] {
+    for expected in [
+        "train.parquet",
+        "eval.parquet",
+        "train.jsonl",
+        "eval.jsonl",
+        "sft.jsonl",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
     assert_eq!(fa, fb, "same seed, different bytes");
@@ -71,13 +79,19 @@ fn every_answer_is_grounded_in_its_document() {
         let last = item.grounding.last().unwrap();
         match item.kind {
             Kind::Lookup | Kind::Multihop => {
-                assert!(last.ends_with(&format!(" {}.", item.answer)), "{}: `{last}` does not state {}", record.id, item.answer);
+                assert!(
+                    last.ends_with(&format!(" {}.", item.answer)),
+                    "{}: `{last}` does not state {}",
+                    record.id,
+                    item.answer
+                );
             }
             Kind::Numeric => {
                 let values: Vec<i64> =
                     item.grounding.iter().map(|s| number.captures(s).unwrap()[1].parse().unwrap()).collect();
                 let answer: i64 = item.answer.parse().unwrap();
-                let expected = if item.question.contains("How many more") { values[0] - values[1] } else { values[0] + values[1] };
+                let expected =
+                    if item.question.contains("How many more") { values[0] - values[1] } else { values[0] + values[1] };
                 assert_eq!(answer, expected, "{}: {:?} {}", record.id, item.grounding, item.question);
                 // Stated far apart: at least a third of the document between them.
                 let (p0, p1) = (context.find(&item.grounding[0]).unwrap(), context.find(&item.grounding[1]).unwrap());
@@ -88,7 +102,11 @@ fn every_answer_is_grounded_in_its_document() {
                 assert!("ABCD".contains(letter) && item.answer.len() == 1);
                 let option = Regex::new(&format!(r"(?m)^{letter}\. (\w+)$")).unwrap();
                 let town = &option.captures(&item.question).unwrap()[1];
-                assert!(last.ends_with(&format!(" {town}.")), "{}: option {letter} = {town}, grounding `{last}`", record.id);
+                assert!(
+                    last.ends_with(&format!(" {town}.")),
+                    "{}: option {letter} = {town}, grounding `{last}`",
+                    record.id
+                );
                 assert_eq!(item.question.matches(". ").count(), 4, "four options: {}", item.question);
             }
         }
@@ -106,7 +124,9 @@ fn distractors_are_present() {
         // The near-duplicate of the person asked about states a different value of the same fact.
         let near_duplicate = &item.distractors[0];
         assert!(!item.grounding.contains(near_duplicate));
-        let subject = |s: &str| s.split_whitespace().find(|w| w.chars().next().unwrap().is_uppercase() && *w != "The").unwrap().to_string();
+        let subject = |s: &str| {
+            s.split_whitespace().find(|w| w.chars().next().unwrap().is_uppercase() && *w != "The").unwrap().to_string()
+        };
         let (asked, twin) = (subject(&item.grounding[0]), subject(near_duplicate));
         let asked = asked.trim_end_matches('.');
         let twin = twin.trim_end_matches('.');
@@ -131,7 +151,8 @@ fn written_files_load_back_and_lengths_land_near_their_targets() {
     let from_jsonl = load_examples(&[dir.path().join("train.jsonl")], &LoadOptions::default()).unwrap();
     assert_eq!(from_parquet.len(), options.train);
     assert_eq!(from_parquet, from_jsonl, "parquet and JSONL hold the same examples");
-    let regenerated = synth::generate_split(1, "train", options.train, &options.kinds, &options.lengths, Calibration::default());
+    let regenerated =
+        synth::generate_split(1, "train", options.train, &options.kinds, &options.lengths, Calibration::default());
     let tokenizer = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
     for (example, index) in from_parquet.iter().zip(0..) {
         assert_eq!(example.id, format!("synth-train-{index:06}"));
@@ -161,7 +182,8 @@ fn sft_traces_quote_their_grounding_and_end_with_the_answer() {
     let options = small_options(2);
     synth::write(&options, dir.path()).unwrap();
     let traces = load_sft_examples(&[dir.path().join("sft.jsonl")], 0).unwrap();
-    let records = synth::generate_split(2, "sft", options.sft, &options.kinds, &options.lengths, Calibration::default());
+    let records =
+        synth::generate_split(2, "sft", options.sft, &options.kinds, &options.lengths, Calibration::default());
     assert_eq!(traces.len(), options.sft);
     for (trace, record) in traces.iter().zip(&records) {
         let response = &trace.response;
@@ -217,13 +239,26 @@ fn the_command_parses_kinds_and_lengths() {
         data: longrl_host::commands::data::DataCommand,
     }
     let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).unwrap();
-    let longrl_host::commands::data::DataCommand::Synth(args) =
-        parse(&["synth", "--out", "x", "--seed", "4", "--train", "10", "--lengths", "300,600", "--kinds", "lookup,numeric"]).data;
+    let longrl_host::commands::data::DataCommand::Synth(args) = parse(&[
+        "synth",
+        "--out",
+        "x",
+        "--seed",
+        "4",
+        "--train",
+        "10",
+        "--lengths",
+        "300,600",
+        "--kinds",
+        "lookup,numeric",
+    ])
+    .data;
     let options = args.options().unwrap();
     assert_eq!((options.seed, options.train, options.sft), (4, 10, 10));
     assert_eq!(options.lengths, vec![300, 600]);
     assert_eq!(options.kinds, vec![Kind::Lookup, Kind::Numeric]);
-    let longrl_host::commands::data::DataCommand::Synth(bad) = parse(&["synth", "--out", "x", "--kinds", "lookup,riddle"]).data;
+    let longrl_host::commands::data::DataCommand::Synth(bad) =
+        parse(&["synth", "--out", "x", "--kinds", "lookup,riddle"]).data;
     let error = bad.options().unwrap_err().to_string();
     assert!(error.contains("riddle"), "{error}");
 }

@@ -15,19 +15,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {
-        panic!(
-            "LIBTORCH is not set: run `cargo xtask setup` (it links .libtorch into the project's .venv)"
-        );
+        panic!("LIBTORCH is not set: run `cargo xtask setup` (it links .libtorch into the project's .venv)");
     };
     let include = libtorch.join("include");
-    if !include
-        .join("torch/csrc/autograd/custom_function.h")
-        .exists()
-    {
-        panic!(
-            "{} has no libtorch headers: run `cargo xtask setup`",
-            include.display()
-        );
+    if !include.join("torch/csrc/autograd/custom_function.h").exists() {
+        panic!("{} has no libtorch headers: run `cargo xtask setup`", include.display());
     }
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     let lib = libtorch.join("lib");

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use longrl_core::api::ComponentContext;
 use longrl_host::plugins::PluginSet;
 use longrl_tests::plugin_library;
-use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<String>>>);
@@ -38,7 +38,9 @@ fn plugin_events_arrive_at_the_host_subscriber() {
     let _algorithm = set.algorithm("square", &serde_json::json!({}), &ComponentContext::default()).unwrap();
     let lines = captured.0.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.starts_with("INFO longrl::plugin") && l.contains("plugin_target=fixture") && l.contains("square loss created")),
+        lines.iter().any(|l| l.starts_with("INFO longrl::plugin")
+            && l.contains("plugin_target=fixture")
+            && l.contains("square loss created")),
         "{lines:#?}"
     );
 }

@@ -26,7 +26,10 @@ fn every_plugin_crate_is_a_cdylib_and_an_rlib() {
         let manifest: toml::Table = toml::from_str(&manifest).unwrap();
         let crate_type = manifest.get("lib").and_then(|l| l.get("crate-type")).and_then(|t| t.as_array()).cloned();
         let source = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
-        let exports = source.lines().map(str::trim_start).any(|l| l.starts_with("longrl_core::export_plugin!") || l.starts_with("export_plugin!"));
+        let exports = source
+            .lines()
+            .map(str::trim_start)
+            .any(|l| l.starts_with("longrl_core::export_plugin!") || l.starts_with("export_plugin!"));
         if !exports {
             continue; // a support library shared by plugins, not a plugin
         }
@@ -40,7 +43,11 @@ fn ci_runs_exactly_the_readme_test_command() {
     let readme = read("README.md");
     let ci = read(".ci/run");
     assert!(readme.contains("cargo xtask test"), "README names the test command");
-    let command = ci.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd ")).collect::<Vec<_>>();
+    let command = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set ") && !l.starts_with("cd "))
+        .collect::<Vec<_>>();
     assert_eq!(command, vec!["cargo xtask test"], ".ci/run must run the README's test command and nothing else");
 }
 

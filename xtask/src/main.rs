@@ -60,8 +60,22 @@ enum Chore {
 const DEMO_DATA_DIR: &str = "runs/tiny-data";
 /// `longrl data synth` arguments of the demo data (see configs/tiny.toml for why these): SFT traces
 /// on 128-token prompts, RL and evaluation prompts of 128, 256 and 512 tokens, lookup and choice.
-const DEMO_SYNTH_ARGS: &[&str] =
-    &["--seed", "0", "--train", "600", "--eval", "240", "--sft", "10000", "--sft-lengths", "128", "--lengths", "128,256,512", "--kinds", "lookup,choice"];
+const DEMO_SYNTH_ARGS: &[&str] = &[
+    "--seed",
+    "0",
+    "--train",
+    "600",
+    "--eval",
+    "240",
+    "--sft",
+    "10000",
+    "--sft-lengths",
+    "128",
+    "--lengths",
+    "128,256,512",
+    "--kinds",
+    "lookup,choice",
+];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -184,4 +198,3 @@ fn run(mut cmd: Command) -> Result<()> {
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository").to_path_buf()
 }
-

@@ -8,14 +8,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// torch is pinned to what tch 0.26 links against; the rest are test oracles.
-const REQUIREMENTS: &[&str] = &[
-    "torch==2.13.0",
-    "transformers>=4.49",
-    "numpy",
-    "openai>=1.0",
-    "safetensors",
-    "tokenizers",
-];
+const REQUIREMENTS: &[&str] =
+    &["torch==2.13.0", "transformers>=4.49", "numpy", "openai>=1.0", "safetensors", "tokenizers"];
 const STAMP: &str = ".longrl-setup";
 
 pub fn venv_python(root: &Path) -> PathBuf {

@@ -12,8 +12,8 @@ mod types;
 pub use host_side::{HostAlgorithm, HostCurriculum, HostPolicy, HostReward, HostSampler};
 pub use logging::LogSink;
 pub use module::{
-    Component, DECLARATION_MAGIC, DECLARATION_SYMBOL, PluginDeclaration, PluginModule, PluginModuleRef, Registry,
-    __root_module,
+    __root_module, Component, DECLARATION_MAGIC, DECLARATION_SYMBOL, PluginDeclaration, PluginModule, PluginModuleRef,
+    Registry,
 };
 pub use plugin_side::guard;
 pub use tensor::TensorHandle;

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 
+use super::TensorHandle;
 use super::traits::*;
 use super::types::*;
-use super::TensorHandle;
 use crate::api;
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -258,11 +258,7 @@ impl From<&FfiRewardInput> for api::RewardInput {
 
 impl From<api::RewardScore> for FfiRewardScore {
     fn from(s: api::RewardScore) -> Self {
-        FfiRewardScore {
-            score: s.score,
-            decided_by: s.decided_by.into(),
-            details_json: s.details.to_string().into(),
-        }
+        FfiRewardScore { score: s.score, decided_by: s.decided_by.into(), details_json: s.details.to_string().into() }
     }
 }
 
@@ -271,7 +267,8 @@ impl From<FfiRewardScore> for api::RewardScore {
         api::RewardScore {
             score: s.score,
             decided_by: s.decided_by.into_string(),
-            details: serde_json::from_str(&s.details_json).unwrap_or(serde_json::Value::String(s.details_json.into_string())),
+            details: serde_json::from_str(&s.details_json)
+                .unwrap_or(serde_json::Value::String(s.details_json.into_string())),
         }
     }
 }

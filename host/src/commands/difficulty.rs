@@ -64,12 +64,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     sources.dedup();
     rewards.check_sources(&sources)?;
     let mut policy = plugins.policy(&config.policy.name, &config.policy.config, &ctx)?;
-    let max_new_tokens = args.max_new_tokens.unwrap_or(if config.train.max_response_tokens > 0 { config.train.max_response_tokens } else { 1024 });
+    let max_new_tokens = args.max_new_tokens.unwrap_or(if config.train.max_response_tokens > 0 {
+        config.train.max_response_tokens
+    } else {
+        1024
+    });
 
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?,
+    );
     let bar = indicatif::ProgressBar::new(examples.len() as u64);
     let (mut total, mut unsolved) = (0usize, 0usize);
     for (c, chunk) in examples.chunks(args.batch_prompts.max(1)).enumerate() {
@@ -120,6 +126,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     bar.finish_and_clear();
-    println!("{total} examples scored with {rollouts} rollouts each; {unsolved} never solved; written to {}", args.out.display());
+    println!(
+        "{total} examples scored with {rollouts} rollouts each; {unsolved} never solved; written to {}",
+        args.out.display()
+    );
     Ok(())
 }

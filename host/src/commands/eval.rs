@@ -71,7 +71,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { eval_config.$field = v; } )* };
     }
-    set!(limit, samples, judge_url, judge_model, max_input_tokens, max_output_tokens, temperature, top_p, batch_prompts);
+    set!(
+        limit,
+        samples,
+        judge_url,
+        judge_model,
+        max_input_tokens,
+        max_output_tokens,
+        temperature,
+        top_p,
+        batch_prompts
+    );
     let eval_config = config.eval.clone();
 
     let plugins = global.load_plugins(&config)?;

@@ -114,7 +114,8 @@ fn init(args: InitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
 fn bench_logprobs(args: BenchLogprobsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (config, ctx) = context(global)?;
-    let policy_config = serde_json::json!({"model": args.model, "dtype": args.dtype, "logprob_chunk_tokens": args.chunk});
+    let policy_config =
+        serde_json::json!({"model": args.model, "dtype": args.dtype, "logprob_chunk_tokens": args.chunk});
     let plugins = global.load_plugins(&config)?;
     let mut policy: Box<dyn Policy> = plugins.policy("qwen", &policy_config, &ctx)?;
     let vocab = policy.describe()?.vocab_size as u32;

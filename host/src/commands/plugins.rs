@@ -38,7 +38,9 @@ pub fn list_table(set: &PluginSet) -> String {
     let rows: Vec<[String; 4]> = set
         .components()
         .into_iter()
-        .map(|(info, path)| [info.kind.to_string(), info.name.clone(), info.version.clone(), path.display().to_string()])
+        .map(|(info, path)| {
+            [info.kind.to_string(), info.name.clone(), info.version.clone(), path.display().to_string()]
+        })
         .collect();
     let header = ["KIND".to_string(), "NAME".into(), "VERSION".into(), "LIBRARY".into()];
     let mut widths = header.clone().map(|h| h.len());

@@ -83,11 +83,7 @@ fn to_item(line: usize, parsed: Line) -> Item {
     let prompt = match parsed.prompt {
         None => String::new(),
         Some(Prompt::Text(text)) => text,
-        Some(Prompt::Messages(messages)) => messages
-            .into_iter()
-            .map(|m| m.content)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Some(Prompt::Messages(messages)) => messages.into_iter().map(|m| m.content).collect::<Vec<_>>().join("\n"),
     };
     let input = RewardInput {
         response: parsed.response,
@@ -96,23 +92,17 @@ fn to_item(line: usize, parsed: Line) -> Item {
         prompt,
         question: parsed.question.unwrap_or_default(),
     };
-    Item {
-        line,
-        id: parsed.id,
-        input,
-    }
+    Item { line, id: parsed.id, input }
 }
 
 /// Read every line; malformed lines are all reported, each with its file and line number.
 pub fn read_items(path: &Path) -> anyhow::Result<Vec<Item>> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     let mut items = Vec::new();
     let mut problems = Vec::new();
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let number = index + 1;
-        let line =
-            line.map_err(|e| anyhow::anyhow!("{}:{number}: cannot read: {e}", path.display()))?;
+        let line = line.map_err(|e| anyhow::anyhow!("{}:{number}: cannot read: {e}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -123,11 +113,8 @@ pub fn read_items(path: &Path) -> anyhow::Result<Vec<Item>> {
     }
     if !problems.is_empty() {
         let shown = problems.len().min(20);
-        let more = if problems.len() > shown {
-            format!("\n... and {} more", problems.len() - shown)
-        } else {
-            String::new()
-        };
+        let more =
+            if problems.len() > shown { format!("\n... and {} more", problems.len() - shown) } else { String::new() };
         anyhow::bail!(
             "{} malformed line(s) (each needs string fields `response` and `data_source`, and `ground_truth`):\n{}{more}",
             problems.len(),
@@ -154,23 +141,13 @@ fn reward_config(global: &GlobalArgs, args: &Args) -> anyhow::Result<crate::conf
     let mut config = global.load_config()?;
     if let (Some(url), Some(model)) = (&args.judge_url, &args.judge_model) {
         let settings = json!({ "url": url, "model": model });
-        match config
-            .reward
-            .components
-            .iter_mut()
-            .find(|c| c.name == "judge")
-        {
+        match config.reward.components.iter_mut().find(|c| c.name == "judge") {
             Some(judge) => {
-                if let (Some(table), Some(new)) =
-                    (judge.config.as_object_mut(), settings.as_object())
-                {
+                if let (Some(table), Some(new)) = (judge.config.as_object_mut(), settings.as_object()) {
                     table.extend(new.clone());
                 }
             }
-            None => config.reward.components.push(ComponentConfig {
-                name: "judge".into(),
-                config: settings,
-            }),
+            None => config.reward.components.push(ComponentConfig { name: "judge".into(), config: settings }),
         }
     }
     Ok(config)
@@ -186,18 +163,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let items = read_items(&args.data)?;
     let config = reward_config(global, &args)?;
     let plugins = global.load_plugins(&config)?;
-    let ctx = ComponentContext {
-        run_dir: None,
-        seed: config.seed,
-        device: "cpu".into(),
-    };
+    let ctx = ComponentContext { run_dir: None, seed: config.seed, device: "cpu".into() };
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
     let mut sources: Vec<String> = items.iter().map(|i| i.input.data_source.clone()).collect();
     sources.sort();
     sources.dedup();
-    rewards
-        .check_sources(&sources)
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.data.display()))?;
+    rewards.check_sources(&sources).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.data.display()))?;
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -224,27 +195,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             *metrics.entry(key).or_default() += value;
         }
     }
-    let (n, sum) = tallies
-        .values()
-        .fold((0, 0.0), |(n, s), t| (n + t.n, s + t.sum));
+    let (n, sum) = tallies.values().fold((0, 0.0), |(n, s), t| (n + t.n, s + t.sum));
     let by_source: serde_json::Map<String, serde_json::Value> = tallies
         .iter()
-        .map(|(source, t)| {
-            (
-                source.clone(),
-                json!({ "n": t.n, "mean_score": t.sum / t.n as f64 }),
-            )
-        })
+        .map(|(source, t)| (source.clone(), json!({ "n": t.n, "mean_score": t.sum / t.n as f64 })))
         .collect();
-    let summary = json!({ "summary": { "n": n, "mean_score": sum / n as f64, "by_source": by_source, "metrics": metrics } });
+    let summary =
+        json!({ "summary": { "n": n, "mean_score": sum / n as f64, "by_source": by_source, "metrics": metrics } });
     writeln!(out, "{summary}")?;
     out.flush()?;
     for (source, t) in &tallies {
-        eprintln!(
-            "{source:<32} n={:<6} mean score {:.4}",
-            t.n,
-            t.sum / t.n as f64
-        );
+        eprintln!("{source:<32} n={:<6} mean score {:.4}", t.n, t.sum / t.n as f64);
     }
     Ok(())
 }

@@ -48,7 +48,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
     let settings = algorithm.settings();
     let mut missing = Vec::new();
-    for (key, files) in [("data.train_files", &config.data.train_files), ("data.sft_files", &config.data.sft_files), ("data.eval_files", &config.data.eval_files)] {
+    for (key, files) in [
+        ("data.train_files", &config.data.train_files),
+        ("data.sft_files", &config.data.sft_files),
+        ("data.eval_files", &config.data.eval_files),
+    ] {
         for f in files.iter().filter(|f| !f.exists()) {
             // A dry run plans a reproduction before its data is downloaded: list, don't stop.
             if !args.dry_run {
@@ -96,10 +100,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     std::fs::write(config.run_dir.join("config.toml"), config.to_toml()?)?;
 
     let policy = plugins.policy(&config.policy.name, &config.policy.config, &ctx)?;
-    let reference = if settings.needs_reference { Some(plugins.policy(&config.policy.name, &config.policy.config, &ctx)?) } else { None };
-    let rl_examples = if config.train.enabled { data::load_examples(&config.data.train_files, &config.data.train_options())? } else { Vec::new() };
-    let sft_examples = if config.sft.enabled { data::load_sft_examples(&config.data.sft_files, config.data.max_sft_examples)? } else { Vec::new() };
-    let eval_examples = if config.eval.enabled { data::load_examples(&config.data.eval_files, &config.data.eval_options())? } else { Vec::new() };
+    let reference = if settings.needs_reference {
+        Some(plugins.policy(&config.policy.name, &config.policy.config, &ctx)?)
+    } else {
+        None
+    };
+    let rl_examples = if config.train.enabled {
+        data::load_examples(&config.data.train_files, &config.data.train_options())?
+    } else {
+        Vec::new()
+    };
+    let sft_examples = if config.sft.enabled {
+        data::load_sft_examples(&config.data.sft_files, config.data.max_sft_examples)?
+    } else {
+        Vec::new()
+    };
+    let eval_examples = if config.eval.enabled {
+        data::load_examples(&config.data.eval_files, &config.data.eval_options())?
+    } else {
+        Vec::new()
+    };
     let hook = eval_hook(&config, &plugins, &ctx, eval_examples)?;
 
     let options = TrainOptions {
@@ -129,7 +149,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// The evaluation after each stage: the run's held-out examples (`data.eval_files`, scored with the
 /// training rewards and broken down by bucket and kind) and the benchmarks of `[eval]` when any.
-fn eval_hook<'a>(config: &'a Config, plugins: &'a PluginSet, ctx: &'a ComponentContext, examples: Vec<Example>) -> anyhow::Result<Option<EvalHook<'a>>> {
+fn eval_hook<'a>(
+    config: &'a Config,
+    plugins: &'a PluginSet,
+    ctx: &'a ComponentContext,
+    examples: Vec<Example>,
+) -> anyhow::Result<Option<EvalHook<'a>>> {
     if !config.eval.enabled {
         tracing::info!("evaluation after each stage is off (`eval.enabled = false`)");
         return Ok(None);
@@ -157,7 +182,9 @@ fn eval_hook<'a>(config: &'a Config, plugins: &'a PluginSet, ctx: &'a ComponentC
         Some((EvalSpec::from_config(e, "policy")?, eval::eval_rewards(plugins, e, ctx)?))
     };
     if examples.is_empty() && benchmarks.is_none() {
-        anyhow::bail!("`eval.enabled` is true but there is nothing to evaluate: set `data.eval_files` or `eval.benchmarks`");
+        anyhow::bail!(
+            "`eval.enabled` is true but there is nothing to evaluate: set `data.eval_files` or `eval.benchmarks`"
+        );
     }
     let run_dir = config.run_dir.clone();
     Ok(Some(Box::new(move |policy: &mut dyn Policy, stage: &str| {

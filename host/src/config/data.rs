@@ -52,7 +52,10 @@ impl DataConfig {
 
     /// How training rows become examples.
     pub fn train_options(&self) -> crate::data::LoadOptions {
-        crate::data::LoadOptions { default_data_source: self.default_data_source.clone(), max_examples: self.max_examples }
+        crate::data::LoadOptions {
+            default_data_source: self.default_data_source.clone(),
+            max_examples: self.max_examples,
+        }
     }
 
     /// How evaluation rows become examples.

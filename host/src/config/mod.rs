@@ -185,7 +185,12 @@ pub fn parse_override(item: &str) -> anyhow::Result<(String, toml::Value)> {
 /// (`curriculum.config.phases.0.steps=2`) becomes an override of the whole array with that
 /// element changed: figment merges keys into tables only, and would replace the array by a table
 /// `{ "0" = ... }`. Keys without such a segment come back unchanged.
-fn into_array_element(figment: &Figment, item: &str, key: &str, value: toml::Value) -> anyhow::Result<(String, toml::Value)> {
+fn into_array_element(
+    figment: &Figment,
+    item: &str,
+    key: &str,
+    value: toml::Value,
+) -> anyhow::Result<(String, toml::Value)> {
     let segments: Vec<&str> = key.split('.').collect();
     for at in 1..segments.len() {
         if segments[at].parse::<usize>().is_err() {
@@ -196,7 +201,8 @@ fn into_array_element(figment: &Figment, item: &str, key: &str, value: toml::Val
         if current.as_array().is_none() {
             continue;
         }
-        let mut array = toml::Value::deserialize(&current).map_err(|e| anyhow::anyhow!("--set `{item}`: reading `{prefix}`: {e}"))?;
+        let mut array = toml::Value::deserialize(&current)
+            .map_err(|e| anyhow::anyhow!("--set `{item}`: reading `{prefix}`: {e}"))?;
         set_path(&mut array, &segments[at..], value).map_err(|e| anyhow::anyhow!("--set `{item}`: {e}"))?;
         return Ok((prefix, array));
     }
@@ -213,10 +219,15 @@ fn set_path(target: &mut toml::Value, path: &[&str], value: toml::Value) -> anyh
     let slot = match target {
         toml::Value::Array(items) => {
             let len = items.len();
-            let index: usize = first.parse().map_err(|_| anyhow::anyhow!("`{first}` is not an index into an array of {len}"))?;
-            items.get_mut(index).ok_or_else(|| anyhow::anyhow!("index {index} is out of range: the array has {len} element(s)"))?
+            let index: usize =
+                first.parse().map_err(|_| anyhow::anyhow!("`{first}` is not an index into an array of {len}"))?;
+            items
+                .get_mut(index)
+                .ok_or_else(|| anyhow::anyhow!("index {index} is out of range: the array has {len} element(s)"))?
         }
-        toml::Value::Table(table) => table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default())),
+        toml::Value::Table(table) => {
+            table.entry(first.to_string()).or_insert_with(|| toml::Value::Table(Default::default()))
+        }
         other => anyhow::bail!("`{first}` reaches into a {}, which has no keys", other.type_str()),
     };
     set_path(slot, rest, value)

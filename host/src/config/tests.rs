@@ -86,7 +86,9 @@ fn set_reaches_into_an_array_element_by_index() {
         "[curriculum]\nname = \"phased\"\n[[curriculum.config.phases]]\nname = \"short\"\nsteps = 20\n\
          [[curriculum.config.phases]]\nname = \"long\"\nsteps = 20\n",
     );
-    let config = load(Some(file.path()), &["curriculum.config.phases.1.steps=3", "curriculum.config.phases.0.extra.max=7"]).unwrap();
+    let config =
+        load(Some(file.path()), &["curriculum.config.phases.1.steps=3", "curriculum.config.phases.0.extra.max=7"])
+            .unwrap();
     let phases = config.curriculum.config["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 2, "{phases:?}");
     assert_eq!(phases[0]["steps"], 20);
@@ -119,5 +121,8 @@ fn optimizer_keys_are_flat_in_both_sections() {
     assert!(err.contains("`train.lr`") && err.contains("fast") && err.contains("--set train.lr"), "{err}");
     let bad = write_toml("[train]\nbeta1 = \"high\"\n");
     let err = load(Some(bad.path()), &[]).unwrap_err().to_string();
-    assert!(err.contains("`train.beta1`") && err.contains("high") && err.contains(&bad.path().display().to_string()), "{err}");
+    assert!(
+        err.contains("`train.beta1`") && err.contains("high") && err.contains(&bad.path().display().to_string()),
+        "{err}"
+    );
 }

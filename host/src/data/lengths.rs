@@ -93,7 +93,8 @@ pub fn prompt_lengths(examples: &[Example], policy: &dyn Policy, cache_dir: Opti
         // Written aside and renamed: a crash never leaves a half cache that parses.
         let tmp = file.with_extension("json.tmp");
         let cache = LengthCache { tokenizer: fingerprint, lengths: lengths.clone() };
-        std::fs::write(&tmp, serde_json::to_vec(&cache)?).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec(&cache)?)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
         std::fs::rename(&tmp, &file).with_context(|| format!("{}: cannot write", file.display()))?;
     }
     Ok(lengths)
@@ -162,7 +163,13 @@ pub fn admit(
         match fitted {
             Some((example, prompt_tokens, truncated)) => {
                 admission.truncated += usize::from(truncated);
-                admission.examples.push(AdmittedExample { index, example, prompt_tokens, original_tokens: length, truncated });
+                admission.examples.push(AdmittedExample {
+                    index,
+                    example,
+                    prompt_tokens,
+                    original_tokens: length,
+                    truncated,
+                });
             }
             None => {
                 admission.skipped += 1;

@@ -111,10 +111,9 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<(usize, Map<String, Value>)>
     match extension.as_str() {
         "parquet" => Ok(parquet::read_rows(path)?.into_iter().enumerate().map(|(i, r)| (i + 1, r)).collect()),
         "jsonl" | "json" => read_jsonl(path),
-        _ => anyhow::bail!(
-            "{}: unknown data file extension `{extension}`; expected .parquet or .jsonl",
-            path.display()
-        ),
+        _ => {
+            anyhow::bail!("{}: unknown data file extension `{extension}`; expected .parquet or .jsonl", path.display())
+        }
     }
 }
 

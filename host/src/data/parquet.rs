@@ -102,10 +102,8 @@ pub fn write_verl(path: &Path, examples: &[Example]) -> anyhow::Result<()> {
     let string_column = |f: &dyn Fn(&Example) -> &str| -> ArrayRef {
         Arc::new(examples.iter().map(|e| Some(f(e))).collect::<StringArray>())
     };
-    let message_fields = Fields::from(vec![
-        Field::new("content", DataType::Utf8, true),
-        Field::new("role", DataType::Utf8, true),
-    ]);
+    let message_fields =
+        Fields::from(vec![Field::new("content", DataType::Utf8, true), Field::new("role", DataType::Utf8, true)]);
     let messages: Vec<_> = examples.iter().flat_map(|e| e.prompt.iter()).collect();
     let message_struct = StructArray::new(
         message_fields.clone(),
@@ -122,10 +120,8 @@ pub fn write_verl(path: &Path, examples: &[Example]) -> anyhow::Result<()> {
     }
     let prompt = ListArray::try_new(item_field, offsets.finish(), Arc::new(message_struct), None)?;
 
-    let reward_fields = Fields::from(vec![
-        Field::new("ground_truth", DataType::Utf8, true),
-        Field::new("style", DataType::Utf8, true),
-    ]);
+    let reward_fields =
+        Fields::from(vec![Field::new("ground_truth", DataType::Utf8, true), Field::new("style", DataType::Utf8, true)]);
     let reward_model = StructArray::new(
         reward_fields,
         vec![string_column(&|e| e.ground_truth.as_str()), string_column(&|_| "rule")],

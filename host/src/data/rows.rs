@@ -8,8 +8,18 @@ use super::template::{docqa_prompt, problem_of};
 use super::{Example, SftExample};
 
 /// Columns read into the example's fields; every other column goes to `extra`.
-const KNOWN: &[&str] =
-    &["id", "data_source", "prompt", "ability", "reward_model", "extra_info", "context", "question", "answer", "ground_truth"];
+const KNOWN: &[&str] = &[
+    "id",
+    "data_source",
+    "prompt",
+    "ability",
+    "reward_model",
+    "extra_info",
+    "context",
+    "question",
+    "answer",
+    "ground_truth",
+];
 
 /// Where a row sits, for ids.
 pub struct RowPlace<'a> {
@@ -26,7 +36,9 @@ pub fn example(row: &Map<String, Value>, place: &RowPlace<'_>, default_source: &
         (Some(Value::Object(rm)), _, _) => {
             text_of(rm.get("ground_truth").ok_or("`reward_model` has no `ground_truth`")?, "reward_model.ground_truth")?
         }
-        (Some(other), _, _) if !other.is_null() => return Err(format!("`reward_model` is {}, expected a struct", kind(other))),
+        (Some(other), _, _) if !other.is_null() => {
+            return Err(format!("`reward_model` is {}, expected a struct", kind(other)));
+        }
         (_, Some(gt), _) => text_of(gt, "ground_truth")?,
         (_, None, Some(answer)) => text_of(answer, "answer")?,
         _ => return Err("missing key `reward_model.ground_truth` (verl), `ground_truth` or `answer`".into()),
@@ -39,7 +51,13 @@ pub fn example(row: &Map<String, Value>, place: &RowPlace<'_>, default_source: &
     let question = match (extra_info.get("question"), row.get("question")) {
         (Some(Value::String(q)), _) => q.clone(),
         (_, Some(Value::String(q))) => q.clone(),
-        _ => prompt.iter().rev().find(|m| m.role == "user").and_then(|m| problem_of(&m.content)).unwrap_or("").to_string(),
+        _ => prompt
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .and_then(|m| problem_of(&m.content))
+            .unwrap_or("")
+            .to_string(),
     };
     let mut extra = extra_info;
     for (key, value) in row {
@@ -83,7 +101,9 @@ fn prompt_messages(row: &Map<String, Value>) -> Result<Vec<ChatMessage>, String>
         (_, Some(Value::String(context)), Some(Value::String(question))) => {
             Ok(vec![ChatMessage::new("user", docqa_prompt(context, question))])
         }
-        (_, Some(context), _) if !context.is_string() => Err(format!("`context` is {}, expected a string", kind(context))),
+        (_, Some(context), _) if !context.is_string() => {
+            Err(format!("`context` is {}, expected a string", kind(context)))
+        }
         (_, Some(_), Some(question)) => Err(format!("`question` is {}, expected a string", kind(question))),
         (_, Some(_), None) => Err("missing key `question` (needed with `context`)".into()),
         _ => Err("missing key `prompt` (or `context` + `question`)".into()),

@@ -337,7 +337,10 @@ mod tests {
             &object(json!({"input": " Who? ", "context": "\nDoc\n", "answers": ["A", "B"], "_id": "x1", "length": 9})),
         )
         .unwrap();
-        assert_eq!(row, EvalRow { id: "x1".into(), line: 3, question: "Who?".into(), document: "Doc".into(), gold: "A".into() });
+        assert_eq!(
+            row,
+            EvalRow { id: "x1".into(), line: 3, question: "Who?".into(), document: "Doc".into(), gold: "A".into() }
+        );
     }
 
     #[test]
@@ -374,10 +377,18 @@ mod tests {
         let cases = [
             (RowFormat::LongBench, json!({"input": "q", "context": "c"}), "missing key `answers`"),
             (RowFormat::LongBench, json!({"input": "q", "context": "c", "answers": []}), "key `answers`: empty list"),
-            (RowFormat::LongBench, json!({"input": 3, "context": "c", "answers": ["a"]}), "key `input`: expected a string"),
+            (
+                RowFormat::LongBench,
+                json!({"input": 3, "context": "c", "answers": ["a"]}),
+                "key `input`: expected a string",
+            ),
             (RowFormat::DocMath, json!({"question": "q", "paragraphs": "p", "ground_truth": 1}), "key `paragraphs`"),
             (RowFormat::DocMath, json!({"question": "q", "paragraphs": []}), "missing key `ground_truth`"),
-            (RowFormat::Frames, json!({"Prompt": "q", "Answer": "a", "wiki_items": [{"title": "t"}]}), "key `wiki_items[0]`"),
+            (
+                RowFormat::Frames,
+                json!({"Prompt": "q", "Answer": "a", "wiki_items": [{"title": "t"}]}),
+                "key `wiki_items[0]`",
+            ),
             (RowFormat::Frames, json!({"Prompt": "q", "Answer": "a", "wiki_items": [], "_id": [1]}), "key `_id`"),
         ];
         for (format, value, expected) in cases {

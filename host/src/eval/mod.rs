@@ -218,8 +218,9 @@ pub fn run_eval(
         for chunk in suite.evaluated_rows().chunks(spec.batch_prompts.max(1)) {
             let mut built = Vec::with_capacity(chunk.len());
             for row in chunk {
-                let prompt = prompt::build_prompt(policy, row, spec.max_input_tokens as usize)
-                    .with_context(|| format!("{} row `{}` (line {}): building the prompt", suite.bench.name(), row.id, row.line))?;
+                let prompt = prompt::build_prompt(policy, row, spec.max_input_tokens as usize).with_context(|| {
+                    format!("{} row `{}` (line {}): building the prompt", suite.bench.name(), row.id, row.line)
+                })?;
                 built.push(prompt);
             }
             let prompts: Vec<Vec<u32>> = built.iter().map(|p| p.tokens.clone()).collect();
@@ -263,7 +264,11 @@ pub fn score_predictions(
     let predictions = predictions::read_predictions(predictions_file)?;
     let mut matched = predictions::match_predictions(predictions_file, predictions, suites)?;
     for (bench, count) in &matched.other_benches {
-        tracing::warn!("{}: {count} prediction(s) of `{}`, which is not evaluated, left out", predictions_file.display(), bench.name());
+        tracing::warn!(
+            "{}: {count} prediction(s) of `{}`, which is not evaluated, left out",
+            predictions_file.display(),
+            bench.name()
+        );
     }
     let mut results = Vec::new();
     for suite in suites {
@@ -354,7 +359,13 @@ fn score_suite(
                 .into_iter()
                 .map(|(response, finish)| {
                     let score = scores.next().expect("one score per response");
-                    SampleResult { response, score: score.score, decided_by: score.decided_by, details: score.details, finish }
+                    SampleResult {
+                        response,
+                        score: score.score,
+                        decided_by: score.decided_by,
+                        details: score.details,
+                        finish,
+                    }
                 })
                 .collect(),
         })

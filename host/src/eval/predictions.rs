@@ -77,7 +77,8 @@ pub fn match_predictions(file: &Path, predictions: Vec<Prediction>, suites: &[Su
         };
         match ids.get(prediction.id.as_str()) {
             Some(&row) if row < suites[*s].evaluated => {
-                matched.responses.get_mut(&prediction.bench).expect("every suite has a slot")[row].push(prediction.response);
+                matched.responses.get_mut(&prediction.bench).expect("every suite has a slot")[row]
+                    .push(prediction.response);
             }
             Some(_) => *matched.beyond_limit.entry(prediction.bench).or_default() += 1,
             None => unknown.push(format!(
@@ -92,11 +93,7 @@ pub fn match_predictions(file: &Path, predictions: Vec<Prediction>, suites: &[Su
     if !unknown.is_empty() {
         let shown = unknown.iter().take(20).cloned().collect::<Vec<_>>().join("\n");
         let more = if unknown.len() > 20 { format!("\n  ... and {} more", unknown.len() - 20) } else { String::new() };
-        anyhow::bail!(
-            "{}: {} prediction(s) match no benchmark row:\n{shown}{more}",
-            file.display(),
-            unknown.len()
-        );
+        anyhow::bail!("{}: {} prediction(s) match no benchmark row:\n{shown}{more}", file.display(), unknown.len());
     }
     Ok(matched)
 }

@@ -44,7 +44,8 @@ pub fn write(dir: &Path, summary: &EvalSummary, results: &[BenchResult]) -> anyh
     std::fs::write(&json_path, serde_json::to_string_pretty(&summary_json(summary))? + "\n")
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     let md_path = dir.join(SUMMARY_MD);
-    std::fs::write(&md_path, render_markdown(summary)).with_context(|| format!("cannot write {}", md_path.display()))?;
+    std::fs::write(&md_path, render_markdown(summary))
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
     Ok(())
 }
 
@@ -62,17 +63,19 @@ pub fn summary_json(summary: &EvalSummary) -> serde_json::Value {
 /// the intervals, the question counts and pass@k, and notes on anything left out.
 pub fn render_markdown(summary: &EvalSummary) -> String {
     let mut md = format!("# Evaluation: {}\n\n", summary.label);
-    let titles: Vec<&str> = summary
-        .benchmarks
-        .iter()
-        .map(|b| super::Bench::parse(b.bench).map_or(b.bench, super::Bench::title))
-        .collect();
+    let titles: Vec<&str> =
+        summary.benchmarks.iter().map(|b| super::Bench::parse(b.bench).map_or(b.bench, super::Bench::title)).collect();
     md += &format!("| Model | {} | Avg |\n", titles.join(" | "));
     md += &format!("|---|{}---:|\n", "---:|".repeat(titles.len()));
-    let cells = |f: &dyn Fn(&super::BenchSummary) -> String| summary.benchmarks.iter().map(f).collect::<Vec<_>>().join(" | ");
+    let cells =
+        |f: &dyn Fn(&super::BenchSummary) -> String| summary.benchmarks.iter().map(f).collect::<Vec<_>>().join(" | ");
     md += &format!("| {} | {} | {:.1} |\n", summary.label, cells(&|b| format!("{:.1}", b.accuracy)), summary.average);
     md += &format!("| 95% CI | {} | |\n", cells(&|b| format!("[{:.1}, {:.1}]", b.ci95[0], b.ci95[1])));
-    md += &format!("| n | {} | {} |\n", cells(&|b| b.n.to_string()), summary.benchmarks.iter().map(|b| b.n).sum::<usize>());
+    md += &format!(
+        "| n | {} | {} |\n",
+        cells(&|b| b.n.to_string()),
+        summary.benchmarks.iter().map(|b| b.n).sum::<usize>()
+    );
     let ks: Vec<usize> = {
         let mut ks: Vec<usize> = summary.benchmarks.iter().flat_map(|b| b.pass_at.iter().map(|(k, _)| *k)).collect();
         ks.sort_unstable();
@@ -104,7 +107,10 @@ pub fn render_markdown(summary: &EvalSummary) -> String {
             notes.push(format!("{}: {} samples per question", b.bench, b.samples[0]));
         }
         if b.truncated_prompts > 0 {
-            notes.push(format!("{}: {} prompt(s) truncated in the middle to the input limit", b.bench, b.truncated_prompts));
+            notes.push(format!(
+                "{}: {} prompt(s) truncated in the middle to the input limit",
+                b.bench, b.truncated_prompts
+            ));
         }
         if b.length_stops > 0 {
             notes.push(format!("{}: {} response(s) stopped at the output limit", b.bench, b.length_stops));

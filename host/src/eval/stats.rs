@@ -44,7 +44,8 @@ pub fn difference_interval(p1: f64, n1: usize, p2: f64, n2: usize) -> (f64, f64,
 
 /// The k of the pass@k columns: powers of two below `samples`, and `samples` itself.
 pub fn pass_ks(samples: usize) -> Vec<usize> {
-    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2)).take_while(|&k| k < samples).collect();
+    let mut ks: Vec<usize> =
+        std::iter::successors(Some(1usize), |k| Some(k * 2)).take_while(|&k| k < samples).collect();
     if samples >= 1 {
         ks.push(samples);
     }

@@ -30,7 +30,11 @@ impl Policy for CharPolicy {
     fn decode(&self, ids: &[u32], _skip_special_tokens: bool) -> longrl_core::Result<String> {
         Ok(ids.iter().map(|&i| char::from_u32(i).unwrap()).collect())
     }
-    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> longrl_core::Result<String> {
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> longrl_core::Result<String> {
         assert!(add_generation_prompt && messages.len() == 1 && messages[0].role == "user");
         Ok(format!("<U>{}<A>", messages[0].content))
     }
@@ -119,8 +123,13 @@ fn spec(suites: Vec<Suite>, samples: u32, max_input_tokens: u32) -> EvalSpec {
 /// The question's gold answer on the samples listed in `right`, a wrong one on the others.
 fn scripted(right: &'static [(&'static str, &'static [usize])]) -> Box<dyn Fn(&str, usize) -> String + Send> {
     Box::new(move |prompt, j| {
-        let (gold, samples) = right.iter().find(|(q, _)| prompt.contains(&format!("{q}?"))).map_or(("?", &[][..]), |(q, s)| (*q, *s));
-        if samples.contains(&j) { format!("Therefore, the answer is {}.", gold.to_uppercase()) } else { "the answer is nope.".into() }
+        let (gold, samples) =
+            right.iter().find(|(q, _)| prompt.contains(&format!("{q}?"))).map_or(("?", &[][..]), |(q, s)| (*q, *s));
+        if samples.contains(&j) {
+            format!("Therefore, the answer is {}.", gold.to_uppercase())
+        } else {
+            "the answer is nope.".into()
+        }
     })
 }
 
@@ -130,7 +139,10 @@ fn generation_scores_k_samples_with_mean_accuracy_and_pass_at_k() {
     // Questions a?, b?, c? with gold A, B, C; 4 samples each: a right on 4, b on 1, c on none.
     let mut policy = CharPolicy { script: scripted(&[("a", &[0, 1, 2, 3]), ("b", &[2])]), seen: seen.clone() };
     let (rewards, inputs) = reward_set();
-    let hotpot = suite(Bench::HotpotQa, vec![row("r1", "doc one", "a?", "A"), row("r2", "doc two", "b?", "B"), row("r3", "d3", "c?", "C")]);
+    let hotpot = suite(
+        Bench::HotpotQa,
+        vec![row("r1", "doc one", "a?", "A"), row("r2", "doc two", "b?", "B"), row("r3", "d3", "c?", "C")],
+    );
     let summary = run_eval(&mut policy, &rewards, &spec(vec![hotpot], 4, 1000), None).unwrap();
 
     let b = &summary.benchmarks[0];
@@ -172,13 +184,17 @@ fn long_prompts_keep_the_first_and_last_halves_of_the_user_message() {
     let short = row("short", "tiny", "q?", "x");
     let full = prompt::user_message(&long);
     let limit = 301;
-    let summary = run_eval(&mut policy, &rewards, &spec(vec![suite(Bench::Qasper, vec![long, short.clone()])], 1, limit), None).unwrap();
+    let summary =
+        run_eval(&mut policy, &rewards, &spec(vec![suite(Bench::Qasper, vec![long, short.clone()])], 1, limit), None)
+            .unwrap();
     assert_eq!(summary.benchmarks[0].truncated_prompts, 1);
     let chars: Vec<char> = full.chars().collect();
     let kept: String = chars[..150].iter().chain(&chars[chars.len() - 151..]).collect();
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0].0, format!("<U>{kept}<A>"));
-    assert!(kept.ends_with("q?\n\nFormat your response as follows: \"Therefore, the answer is (insert answer here)\"."));
+    assert!(
+        kept.ends_with("q?\n\nFormat your response as follows: \"Therefore, the answer is (insert answer here)\".")
+    );
     assert_eq!(seen[1].0, format!("<U>{}<A>", prompt::user_message(&short)));
 }
 
@@ -199,11 +215,15 @@ fn predictions_are_matched_by_id_and_counted() {
         dir.path(),
         "preds.jsonl",
         concat!(
-            r#"{"bench": "hotpotqa", "id": "r1", "response": "the answer is A"}"#, "\n",
-            r#"{"bench": "hotpotqa", "id": "r1", "response": "the answer is Z"}"#, "\n",
+            r#"{"bench": "hotpotqa", "id": "r1", "response": "the answer is A"}"#,
             "\n",
-            r#"{"bench": "hotpotqa", "id": "r3", "response": "the answer is C"}"#, "\n",
-            r#"{"bench": "qasper", "id": "q", "response": "x"}"#, "\n",
+            r#"{"bench": "hotpotqa", "id": "r1", "response": "the answer is Z"}"#,
+            "\n",
+            "\n",
+            r#"{"bench": "hotpotqa", "id": "r3", "response": "the answer is C"}"#,
+            "\n",
+            r#"{"bench": "qasper", "id": "q", "response": "x"}"#,
+            "\n",
         ),
     );
     let out = dir.path().join("out");
@@ -214,9 +234,15 @@ fn predictions_are_matched_by_id_and_counted() {
     assert!((b.accuracy - 50.0).abs() < 1e-9);
     assert_eq!(summary.other_benches, vec![("qasper", 1)]);
 
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let (lo, hi) = stats::wilson_interval(0.5, 1);
-    let ci = json["benchmarks"]["hotpotqa"]["ci95"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    let ci = json["benchmarks"]["hotpotqa"]["ci95"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect::<Vec<_>>();
     assert!(ci.len() == 2 && (ci[0] - 100.0 * lo).abs() < 1e-9 && (ci[1] - 100.0 * hi).abs() < 1e-9, "{ci:?}");
     let mut shape = json.clone();
     shape["benchmarks"]["hotpotqa"]["ci95"] = json!([]);
@@ -233,7 +259,10 @@ fn predictions_are_matched_by_id_and_counted() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(examples.len(), 2);
-    assert_eq!((examples[0]["id"].as_str(), examples[0]["score"].as_f64(), examples[1]["sample"].as_u64()), (Some("r1"), Some(1.0), Some(1)));
+    assert_eq!(
+        (examples[0]["id"].as_str(), examples[0]["score"].as_f64(), examples[1]["sample"].as_u64()),
+        (Some("r1"), Some(1.0), Some(1))
+    );
 }
 
 #[test]
@@ -244,9 +273,12 @@ fn unknown_prediction_ids_are_errors_naming_file_and_line() {
         dir.path(),
         "preds.jsonl",
         concat!(
-            r#"{"bench": "hotpotqa", "id": "r1", "response": "x"}"#, "\n",
-            r#"{"bench": "hotpotqa", "id": "nope", "response": "x"}"#, "\n",
-            r#"{"bench": "hotpotqa", "id": 7, "response": "x"}"#, "\n",
+            r#"{"bench": "hotpotqa", "id": "r1", "response": "x"}"#,
+            "\n",
+            r#"{"bench": "hotpotqa", "id": "nope", "response": "x"}"#,
+            "\n",
+            r#"{"bench": "hotpotqa", "id": 7, "response": "x"}"#,
+            "\n",
         ),
     );
     let hotpot = suite(Bench::HotpotQa, vec![row("r1", "d", "a?", "A")]);
@@ -267,7 +299,11 @@ fn malformed_prediction_lines_name_file_and_line() {
         ("[1]", "line 2: not a JSON object"),
     ];
     for (bad, expected) in cases {
-        let file = write(dir.path(), "p.jsonl", &format!("{{\"bench\": \"hotpotqa\", \"id\": \"r1\", \"response\": \"x\"}}\n{bad}\n"));
+        let file = write(
+            dir.path(),
+            "p.jsonl",
+            &format!("{{\"bench\": \"hotpotqa\", \"id\": \"r1\", \"response\": \"x\"}}\n{bad}\n"),
+        );
         let error = predictions::read_predictions(&file).unwrap_err().to_string();
         assert!(error.contains(&format!("{}: {expected}", file.display())), "`{error}` lacks `{expected}`");
     }

@@ -19,7 +19,9 @@ pub enum LoadError {
     VersionMismatch { path: PathBuf, reason: String },
     #[error("{path}: incompatible plugin: {reason}")]
     LibtorchMismatch { path: PathBuf, reason: String },
-    #[error("{path}: plugin ABI layout mismatch (the plugin's types differ from this host's; rebuild it against the same longrl-core): {reason}")]
+    #[error(
+        "{path}: plugin ABI layout mismatch (the plugin's types differ from this host's; rebuild it against the same longrl-core): {reason}"
+    )]
     LayoutMismatch { path: PathBuf, reason: String },
     #[error("two plugins provide {kind} `{name}`: {first} and {second}")]
     Duplicate { kind: ComponentKind, name: String, first: PathBuf, second: PathBuf },
@@ -103,15 +105,18 @@ fn read_declaration(path: &Path) -> Result<BuildInfo, LoadError> {
         .map_err(|e| LoadError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
     let symbol = format!("{DECLARATION_SYMBOL}\0");
     // SAFETY: the symbol, when present, is the static `PluginDeclaration` made by `export_plugin!`.
-    let declaration: *const PluginDeclaration = match unsafe { library.get::<*const PluginDeclaration>(symbol.as_bytes()) } {
-        Ok(sym) => *sym,
-        Err(_) => {
-            return Err(LoadError::NotAPlugin {
-                path: path.to_path_buf(),
-                reason: format!("it exports no `{DECLARATION_SYMBOL}` symbol; plugins are made with longrl_core::export_plugin!"),
-            });
-        }
-    };
+    let declaration: *const PluginDeclaration =
+        match unsafe { library.get::<*const PluginDeclaration>(symbol.as_bytes()) } {
+            Ok(sym) => *sym,
+            Err(_) => {
+                return Err(LoadError::NotAPlugin {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "it exports no `{DECLARATION_SYMBOL}` symbol; plugins are made with longrl_core::export_plugin!"
+                    ),
+                });
+            }
+        };
     // SAFETY: the pointer is the address of the static; the magic check guards against a foreign
     // library that happens to export the same name.
     let declaration = unsafe { &*declaration };
@@ -131,11 +136,15 @@ fn read_declaration(path: &Path) -> Result<BuildInfo, LoadError> {
 fn classify(path: &Path, error: LibraryError) -> LoadError {
     let path = path.to_path_buf();
     match error {
-        LibraryError::AbiInstability(reason) => LoadError::LayoutMismatch { path, reason: first_line(&reason.to_string()) },
+        LibraryError::AbiInstability(reason) => {
+            LoadError::LayoutMismatch { path, reason: first_line(&reason.to_string()) }
+        }
         LibraryError::IncompatibleVersionNumber { library_name, expected_version, actual_version } => {
             LoadError::VersionMismatch {
                 path,
-                reason: format!("{library_name}: host expects interface {expected_version}, plugin has {actual_version}"),
+                reason: format!(
+                    "{library_name}: host expects interface {expected_version}, plugin has {actual_version}"
+                ),
             }
         }
         other => LoadError::NotAPlugin { path, reason: first_line(&other.to_string()) },

@@ -96,12 +96,7 @@ impl PluginSet {
         match self.index.get(&(kind, name.to_string())) {
             Some(&slot) => Ok(&self.libraries[slot]),
             None => {
-                let known: Vec<&str> = self
-                    .index
-                    .keys()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, n)| n.as_str())
-                    .collect();
+                let known: Vec<&str> = self.index.keys().filter(|(k, _)| *k == kind).map(|(_, n)| n.as_str()).collect();
                 let skipped: String = self.skipped.iter().map(|e| format!("\n  skipped {e}")).collect();
                 anyhow::bail!(
                     "no {kind} plugin named `{name}` was found (available: {}); loaded libraries: {}{skipped}",
@@ -117,35 +112,63 @@ impl PluginSet {
         if dirs.is_empty() { "no plugin libraries".into() } else { dirs.join(", ") }
     }
 
-    pub fn policy(&self, name: &str, config: &serde_json::Value, ctx: &ComponentContext) -> anyhow::Result<Box<dyn api::Policy>> {
+    pub fn policy(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Box<dyn api::Policy>> {
         let lib = self.library_for(ComponentKind::Policy, name)?;
-        let (inner, label) = lib.create(ComponentKind::Policy, name, config, ctx, |m, n, c, x| (m.create_policy())(n, c, x))?;
+        let (inner, label) =
+            lib.create(ComponentKind::Policy, name, config, ctx, |m, n, c, x| (m.create_policy())(n, c, x))?;
         Ok(Box::new(HostPolicy::new(inner, label)))
     }
 
-    pub fn algorithm(&self, name: &str, config: &serde_json::Value, ctx: &ComponentContext) -> anyhow::Result<Box<dyn api::Algorithm>> {
+    pub fn algorithm(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Box<dyn api::Algorithm>> {
         let lib = self.library_for(ComponentKind::Algorithm, name)?;
         let (inner, label) =
             lib.create(ComponentKind::Algorithm, name, config, ctx, |m, n, c, x| (m.create_algorithm())(n, c, x))?;
         Ok(Box::new(HostAlgorithm::new(inner, label)))
     }
 
-    pub fn curriculum(&self, name: &str, config: &serde_json::Value, ctx: &ComponentContext) -> anyhow::Result<Box<dyn api::Curriculum>> {
+    pub fn curriculum(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Box<dyn api::Curriculum>> {
         let lib = self.library_for(ComponentKind::Curriculum, name)?;
         let (inner, label) =
             lib.create(ComponentKind::Curriculum, name, config, ctx, |m, n, c, x| (m.create_curriculum())(n, c, x))?;
         Ok(Box::new(HostCurriculum::new(inner, label)))
     }
 
-    pub fn sampler(&self, name: &str, config: &serde_json::Value, ctx: &ComponentContext) -> anyhow::Result<Box<dyn api::Sampler>> {
+    pub fn sampler(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Box<dyn api::Sampler>> {
         let lib = self.library_for(ComponentKind::Sampler, name)?;
-        let (inner, label) = lib.create(ComponentKind::Sampler, name, config, ctx, |m, n, c, x| (m.create_sampler())(n, c, x))?;
+        let (inner, label) =
+            lib.create(ComponentKind::Sampler, name, config, ctx, |m, n, c, x| (m.create_sampler())(n, c, x))?;
         Ok(Box::new(HostSampler::new(inner, label)))
     }
 
-    pub fn reward(&self, name: &str, config: &serde_json::Value, ctx: &ComponentContext) -> anyhow::Result<Box<dyn api::Reward>> {
+    pub fn reward(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        ctx: &ComponentContext,
+    ) -> anyhow::Result<Box<dyn api::Reward>> {
         let lib = self.library_for(ComponentKind::Reward, name)?;
-        let (inner, label) = lib.create(ComponentKind::Reward, name, config, ctx, |m, n, c, x| (m.create_reward())(n, c, x))?;
+        let (inner, label) =
+            lib.create(ComponentKind::Reward, name, config, ctx, |m, n, c, x| (m.create_reward())(n, c, x))?;
         Ok(Box::new(HostReward::new(inner, label)))
     }
 }

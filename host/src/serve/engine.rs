@@ -73,11 +73,7 @@ impl Engine {
             .name("longrl-serve-generate".into())
             .spawn(move || Worker { policy, options, max_context, vocab, next_seed: 0x5eed }.run(receiver))?;
         Ok(Engine {
-            inner: Arc::new(Inner {
-                sender: Mutex::new(Some(sender)),
-                thread: Mutex::new(Some(thread)),
-                description,
-            }),
+            inner: Arc::new(Inner { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)), description }),
         })
     }
 
@@ -97,9 +93,13 @@ impl Engine {
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
-                    return Err(ApiError::unavailable("too many requests are waiting; retry later").with_code("overloaded"));
+                    return Err(
+                        ApiError::unavailable("too many requests are waiting; retry later").with_code("overloaded")
+                    );
                 }
-                Err(TrySendError::Disconnected(_)) => return Err(ApiError::unavailable("the generation worker stopped")),
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(ApiError::unavailable("the generation worker stopped"));
+                }
             }
         }
         result.await.unwrap_or_else(|_| Err(ApiError::unavailable("the generation worker stopped")))
@@ -157,7 +157,8 @@ impl Worker {
         let window_end = Instant::now() + self.options.batch_window;
         while size < self.options.max_batch {
             let remaining = window_end.saturating_duration_since(Instant::now());
-            let next = if remaining.is_zero() { receiver.try_recv().ok() } else { receiver.recv_timeout(remaining).ok() };
+            let next =
+                if remaining.is_zero() { receiver.try_recv().ok() } else { receiver.recv_timeout(remaining).ok() };
             let Some(job) = next else { break };
             size += job_size(&job);
             jobs.push(job);
@@ -183,7 +184,10 @@ impl Worker {
                 }
                 PromptInput::Tokens(tokens) => {
                     if let Some(bad) = tokens.iter().find(|&&t| vocab > 0 && u64::from(t) >= vocab) {
-                        return Err(ApiError::bad_param("prompt", format!("token id {bad} is outside the vocabulary (size {vocab})")));
+                        return Err(ApiError::bad_param(
+                            "prompt",
+                            format!("token id {bad} is outside the vocabulary (size {vocab})"),
+                        ));
                     }
                     tokens.clone()
                 }

@@ -52,7 +52,9 @@ pub fn sampling(fields: &SamplingFields, limits: &Limits) -> Result<Sampling, Ap
         return Err(ApiError::bad_param("n", format!("n must be in [1, {}] (got {n})", limits.max_n)));
     }
     let seed = match fields.seed {
-        Some(seed) if seed < 0 => return Err(ApiError::bad_param("seed", format!("seed must be non-negative (got {seed})"))),
+        Some(seed) if seed < 0 => {
+            return Err(ApiError::bad_param("seed", format!("seed must be non-negative (got {seed})")));
+        }
         Some(seed) => Some(seed as u64),
         None => None,
     };
@@ -103,7 +105,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.params.stop, vec!["\n".to_string()]);
         assert_eq!((s.params.max_new_tokens, s.params.n, s.params.top_k, s.seed), (7, 2, 0, Some(3)));
-        let s = sampling(&fields(serde_json::json!({"temperature": 0, "seed": 3, "max_completion_tokens": 9})), &LIMITS).unwrap();
+        let s =
+            sampling(&fields(serde_json::json!({"temperature": 0, "seed": 3, "max_completion_tokens": 9})), &LIMITS)
+                .unwrap();
         assert_eq!((s.seed, s.params.max_new_tokens), (None, 9));
     }
 

@@ -48,7 +48,10 @@ impl AppState {
         match model {
             Some(name) if name != &self.model_name => Err(ApiError {
                 param: Some("model".into()),
-                ..ApiError::new(StatusCode::NOT_FOUND, format!("the model `{name}` does not exist; this server serves `{}`", self.model_name))
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("the model `{name}` does not exist; this server serves `{}`", self.model_name),
+                )
             }
             .with_code("model_not_found")),
             _ => Ok(()),
@@ -74,7 +77,10 @@ pub async fn models(State(state): State<Shared>) -> Json<ModelList> {
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route {}; this server has /v1/models, /v1/chat/completions and /v1/completions", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route {}; this server has /v1/models, /v1/chat/completions and /v1/completions", uri.path()),
+    )
 }
 
 pub async fn method_not_allowed(uri: Uri) -> ApiError {

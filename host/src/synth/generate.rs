@@ -104,7 +104,10 @@ pub struct Calibration {
 impl Default for Calibration {
     /// The estimate taken at its word.
     fn default() -> Self {
-        Calibration { tokens_per_piece: 1.0, template_tokens: (approx_tokens(&docqa_prompt("", "")) + CHAT_OVERHEAD) as f64 }
+        Calibration {
+            tokens_per_piece: 1.0,
+            template_tokens: (approx_tokens(&docqa_prompt("", "")) + CHAT_OVERHEAD) as f64,
+        }
     }
 }
 
@@ -323,7 +326,8 @@ fn plan_multihop(rng: &mut ChaCha8Rng, pools: &mut Pools) -> Plan {
     } else {
         format!("What is the favorite color of the mentor of {name}?")
     };
-    let what = if ask_town { format!("where {mentor_name} lives") } else { format!("the favorite color of {mentor_name}") };
+    let what =
+        if ask_town { format!("where {mentor_name} lives") } else { format!("the favorite color of {mentor_name}") };
     let steps = vec![
         format!("First, find the mentor of {name}."),
         quote(&hop1),
@@ -358,19 +362,30 @@ fn plan_numeric(rng: &mut ChaCha8Rng, pools: &mut Pools) -> Plan {
     let mut decoy = Person::new(&twin);
     first.count = Some((a, item));
     second.count = Some((b, item));
-    decoy.count = Some((loop {
-        let c = count(rng);
-        if c != a {
-            break c;
-        }
-    }, item));
+    decoy.count = Some((
+        loop {
+            let c = count(rng);
+            if c != a {
+                break c;
+            }
+        },
+        item,
+    ));
     first.town = Some(pools.town_except(rng, &[]));
     decoy.town = Some(pools.town_except(rng, &[]));
     let (s1, s2) = (first.count_sentence().expect("set"), second.count_sentence().expect("set"));
     let (question, answer, arithmetic) = if difference {
-        (format!("How many more {item} does {first_name} own than {second_name}?"), a - b, format!("{a} - {b} = {}", a - b))
+        (
+            format!("How many more {item} does {first_name} own than {second_name}?"),
+            a - b,
+            format!("{a} - {b} = {}", a - b),
+        )
     } else {
-        (format!("How many {item} do {first_name} and {second_name} own in total?"), a + b, format!("{a} + {b} = {}", a + b))
+        (
+            format!("How many {item} do {first_name} and {second_name} own in total?"),
+            a + b,
+            format!("{a} + {b} = {}", a + b),
+        )
     };
     let steps = vec![
         format!("First, find how many {item} {first_name} owns."),

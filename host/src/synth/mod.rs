@@ -62,7 +62,9 @@ impl SynthOptions {
         anyhow::ensure!(!self.kinds.is_empty(), "--kinds: at least one kind is needed");
         anyhow::ensure!(!self.lengths.is_empty(), "--lengths: at least one length is needed");
         if let Some(short) = self.lengths.iter().chain(&self.sft_lengths).find(|&&l| l < 128) {
-            anyhow::bail!("length {short}: prompts need at least 128 tokens (the template and question alone take ~60)");
+            anyhow::bail!(
+                "length {short}: prompts need at least 128 tokens (the template and question alone take ~60)"
+            );
         }
         anyhow::ensure!(self.vocab_size >= 512, "--vocab-size {}: at least 512 (256 bytes + words)", self.vocab_size);
         Ok(())
@@ -172,9 +174,8 @@ pub struct SynthSet {
 pub fn generate_all(options: &SynthOptions, calibration: Calibration) -> anyhow::Result<SynthSet> {
     options.validate()?;
     let sft_lengths = if options.sft_lengths.is_empty() { &options.lengths } else { &options.sft_lengths };
-    let split = |name, count, lengths: &[u32]| {
-        generate_split(options.seed, name, count, &options.kinds, lengths, calibration)
-    };
+    let split =
+        |name, count, lengths: &[u32]| generate_split(options.seed, name, count, &options.kinds, lengths, calibration);
     Ok(SynthSet {
         train: split("train", options.train, &options.lengths),
         eval: split("eval", options.eval, &options.lengths),
@@ -275,7 +276,10 @@ pub fn write(options: &SynthOptions, dir: &Path) -> anyhow::Result<Summary> {
         files.extend([format!("{name}.parquet"), format!("{name}.jsonl")]);
     }
     write_jsonl(&dir.join("sft.jsonl"), set.sft.iter().map(Record::sft_row))?;
-    files.extend(["sft.jsonl", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "manifest.json"].map(String::from));
+    files.extend(
+        ["sft.jsonl", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "manifest.json"]
+            .map(String::from),
+    );
 
     let summary = Summary {
         vocab_size: bpe.get_vocab_size(true),

@@ -84,5 +84,6 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path, model_max_length: u64) -> anyhow:
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("{}: cannot write", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

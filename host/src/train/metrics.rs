@@ -145,7 +145,13 @@ mod tests {
     use super::*;
 
     fn record(step: u64, v: f64) -> Record {
-        Record { step, stage: "rl".into(), phase: Some(0), phase_name: Some("p".into()), values: [("reward/mean".to_string(), v)].into() }
+        Record {
+            step,
+            stage: "rl".into(),
+            phase: Some(0),
+            phase_name: Some("p".into()),
+            values: [("reward/mean".to_string(), v)].into(),
+        }
     }
 
     #[test]
@@ -158,7 +164,8 @@ mod tests {
         drop(log);
         let mut log = MetricsLog::open(dir.path(), false, Some(3)).unwrap();
         log.write(&record(4, 40.0)).unwrap();
-        let steps: Vec<(u64, f64)> = read_metrics(dir.path()).unwrap().iter().map(|r| (r.step, r.values["reward/mean"])).collect();
+        let steps: Vec<(u64, f64)> =
+            read_metrics(dir.path()).unwrap().iter().map(|r| (r.step, r.values["reward/mean"])).collect();
         assert_eq!(steps, vec![(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]);
         let tb = std::fs::read_dir(dir.path().join("tensorboard")).unwrap().next().unwrap().unwrap().path();
         let events = super::super::tfevents::read_events(&tb).unwrap();

@@ -30,11 +30,21 @@ impl AdamW {
         let mut m = Vec::with_capacity(params.len());
         let mut v = Vec::with_capacity(params.len());
         for (name, p) in &params {
-            let zeros = p.f_zeros_like()?.f_to_kind(Kind::Float).with_context(|| format!("optimizer state of `{name}`"))?;
+            let zeros =
+                p.f_zeros_like()?.f_to_kind(Kind::Float).with_context(|| format!("optimizer state of `{name}`"))?;
             m.push(zeros.f_zeros_like()?);
             v.push(zeros);
         }
-        Ok(AdamW { params, m, v, step: 0, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weight_decay: optim.weight_decay })
+        Ok(AdamW {
+            params,
+            m,
+            v,
+            step: 0,
+            beta1: optim.beta1,
+            beta2: optim.beta2,
+            eps: optim.eps,
+            weight_decay: optim.weight_decay,
+        })
     }
 
     pub fn steps_taken(&self) -> u64 {
@@ -145,11 +155,15 @@ impl AdamW {
         for (i, (name, p)) in self.params.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}.{name}");
-                let t = saved
-                    .get(&key)
-                    .with_context(|| format!("optimizer state {} has no `{key}`", path.display()))?;
+                let t =
+                    saved.get(&key).with_context(|| format!("optimizer state {} has no `{key}`", path.display()))?;
                 if t.size() != p.size() {
-                    anyhow::bail!("optimizer state {}: `{key}` has shape {:?}, parameter has {:?}", path.display(), t.size(), p.size());
+                    anyhow::bail!(
+                        "optimizer state {}: `{key}` has shape {:?}, parameter has {:?}",
+                        path.display(),
+                        t.size(),
+                        p.size()
+                    );
                 }
                 let _ = slot.f_copy_(t)?;
             }

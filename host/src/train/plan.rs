@@ -128,7 +128,15 @@ impl MemoryEstimate {
 /// activations of one micro-batch sequence at the longest length without recomputation
 /// (~34·s·h bytes per layer with fused attention, as in Korthikanti et al. 2022), logits of one
 /// chunk of the vocabulary projection in float32, and the KV cache of one generation call.
-pub fn estimate_memory(shape: &ModelShape, dtype_bytes: f64, reference: bool, micro_batch: u64, seq_tokens: u64, gen_sequences: u64, chunk_tokens: u64) -> MemoryEstimate {
+pub fn estimate_memory(
+    shape: &ModelShape,
+    dtype_bytes: f64,
+    reference: bool,
+    micro_batch: u64,
+    seq_tokens: u64,
+    gen_sequences: u64,
+    chunk_tokens: u64,
+) -> MemoryEstimate {
     let n = shape.parameters() as f64;
     let s = seq_tokens as f64;
     MemoryEstimate {
@@ -138,7 +146,12 @@ pub fn estimate_memory(shape: &ModelShape, dtype_bytes: f64, reference: bool, mi
         reference: if reference { n * dtype_bytes } else { 0.0 },
         activations: micro_batch as f64 * shape.layers as f64 * 34.0 * s * shape.hidden as f64 * dtype_bytes / 2.0,
         logits: micro_batch as f64 * (chunk_tokens.max(1) as f64).min(s) * shape.vocab as f64 * 4.0 * 2.0,
-        kv_cache: gen_sequences as f64 * s * 2.0 * shape.layers as f64 * (shape.kv_heads * shape.head_dim) as f64 * dtype_bytes,
+        kv_cache: gen_sequences as f64
+            * s
+            * 2.0
+            * shape.layers as f64
+            * (shape.kv_heads * shape.head_dim) as f64
+            * dtype_bytes,
     }
 }
 
@@ -147,7 +160,13 @@ pub fn gib(bytes: f64) -> String {
 }
 
 /// The plan as text.
-pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSettings, device: &str, plugins_used: &[String]) -> anyhow::Result<String> {
+pub fn render(
+    config: &Config,
+    phases: &[PhaseSpec],
+    settings: &AlgorithmSettings,
+    device: &str,
+    plugins_used: &[String],
+) -> anyhow::Result<String> {
     let mut out = String::new();
     let t = &config.train;
     let _ = writeln!(out, "longrl train plan (dry run: nothing is trained)");
@@ -173,7 +192,11 @@ pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSetting
     let mut longest = 0u64;
     if t.enabled {
         for (k, p) in phases.iter().enumerate() {
-            let max_out = if t.max_response_tokens > 0 { t.max_response_tokens.min(p.max_output_tokens) } else { p.max_output_tokens };
+            let max_out = if t.max_response_tokens > 0 {
+                t.max_response_tokens.min(p.max_output_tokens)
+            } else {
+                p.max_output_tokens
+            };
             let length = match p.length {
                 PhaseLength::Steps(n) => format!("{n} steps"),
                 PhaseLength::Epochs(e) => format!("{e} epochs over its pool"),
@@ -219,13 +242,31 @@ pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSetting
                 "auto" if device == "cpu" => 4.0,
                 _ => 2.0,
             };
-            let sft_longest = if config.sft.enabled && config.sft.max_tokens > 0 { config.sft.max_tokens as u64 } else { 0 };
+            let sft_longest =
+                if config.sft.enabled && config.sft.max_tokens > 0 { config.sft.max_tokens as u64 } else { 0 };
             let seq = longest.max(sft_longest).max(1);
-            let gen_prompts = if t.generate_batch_prompts > 0 { t.generate_batch_prompts } else { t.gen_batch_prompts.max(t.batch_prompts) };
+            let gen_prompts = if t.generate_batch_prompts > 0 {
+                t.generate_batch_prompts
+            } else {
+                t.gen_batch_prompts.max(t.batch_prompts)
+            };
             let chunk = if t.logprob_chunk_tokens > 0 { t.logprob_chunk_tokens as u64 } else { 1024 };
-            let m = estimate_memory(&shape, bytes, settings.needs_reference, t.micro_batch_size as u64, seq, gen_prompts as u64 * t.rollouts as u64, chunk);
+            let m = estimate_memory(
+                &shape,
+                bytes,
+                settings.needs_reference,
+                t.micro_batch_size as u64,
+                seq,
+                gen_prompts as u64 * t.rollouts as u64,
+                chunk,
+            );
             let _ = writeln!(out, "memory estimate per GPU (longrl trains on one device; nothing is sharded):");
-            let _ = writeln!(out, "  model: {:.3}B parameters, {} bytes per weight", shape.parameters() as f64 / 1e9, bytes);
+            let _ = writeln!(
+                out,
+                "  model: {:.3}B parameters, {} bytes per weight",
+                shape.parameters() as f64 / 1e9,
+                bytes
+            );
             let _ = writeln!(
                 out,
                 "  weights {}, gradients {}, AdamW moments {}, reference {}, activations {} (micro-batch {} x {seq} tokens), \
@@ -243,7 +284,10 @@ pub fn render(config: &Config, phases: &[PhaseSpec], settings: &AlgorithmSetting
             let _ = writeln!(out, "  peak about {}", gib(m.peak()));
         }
         None => {
-            let _ = writeln!(out, "memory estimate: unknown (the policy config names no readable model config.json or `init` table)");
+            let _ = writeln!(
+                out,
+                "memory estimate: unknown (the policy config names no readable model config.json or `init` table)"
+            );
         }
     }
     Ok(out)
@@ -256,11 +300,29 @@ mod tests {
     /// Qwen2.5-1.5B-Instruct: 1.54B parameters (tied embeddings), per its model card.
     #[test]
     fn parameter_count_matches_a_known_model() {
-        let shape = ModelShape { hidden: 1536, layers: 28, heads: 12, kv_heads: 2, head_dim: 128, intermediate: 8960, vocab: 151936, tied: true };
+        let shape = ModelShape {
+            hidden: 1536,
+            layers: 28,
+            heads: 12,
+            kv_heads: 2,
+            head_dim: 128,
+            intermediate: 8960,
+            vocab: 151936,
+            tied: true,
+        };
         let n = shape.parameters() as f64 / 1e9;
         assert!((n - 1.544).abs() < 0.005, "{n}");
         // R1-Distill-Qwen-14B (Qwen2.5-14B): 14.77B.
-        let shape = ModelShape { hidden: 5120, layers: 48, heads: 40, kv_heads: 8, head_dim: 128, intermediate: 13824, vocab: 152064, tied: false };
+        let shape = ModelShape {
+            hidden: 5120,
+            layers: 48,
+            heads: 40,
+            kv_heads: 8,
+            head_dim: 128,
+            intermediate: 13824,
+            vocab: 152064,
+            tied: false,
+        };
         let n = shape.parameters() as f64 / 1e9;
         assert!((n - 14.77).abs() < 0.01, "{n}");
         // Without the checkpoint on disk, the published shapes: R1-Distill-Qwen-32B has 32.76B.
@@ -272,7 +334,16 @@ mod tests {
 
     #[test]
     fn memory_grows_with_what_it_counts() {
-        let shape = ModelShape { hidden: 64, layers: 2, heads: 4, kv_heads: 2, head_dim: 16, intermediate: 128, vocab: 100, tied: false };
+        let shape = ModelShape {
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+            intermediate: 128,
+            vocab: 100,
+            tied: false,
+        };
         let a = estimate_memory(&shape, 4.0, false, 1, 1000, 8, 1024);
         let b = estimate_memory(&shape, 4.0, true, 2, 1000, 16, 1024);
         assert_eq!(a.optimizer, shape.parameters() as f64 * 8.0);

@@ -58,7 +58,12 @@ pub fn plot_run(run_dir: &Path, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
     Ok(written)
 }
 
-fn draw(path: &Path, title: &str, points: &[(f64, f64)], marks: &[(u64, String)]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64)],
+    marks: &[(u64, String)],
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));

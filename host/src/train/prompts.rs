@@ -40,7 +40,13 @@ pub fn prompt_text(policy: &dyn Policy, messages: &[longrl_core::api::ChatMessag
 impl RlPrompts {
     /// Measure (or read from `cache_dir`) every prompt's length and admit the examples under
     /// `max_tokens`, the last phase's input limit.
-    pub fn prepare(policy: &dyn Policy, examples: Vec<Example>, max_tokens: u64, overlong: OverlongPolicy, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn prepare(
+        policy: &dyn Policy,
+        examples: Vec<Example>,
+        max_tokens: u64,
+        overlong: OverlongPolicy,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let lengths = prompt_lengths(&examples, policy, cache_dir)?;
         let admission = admit(&examples, &lengths, max_tokens, overlong, policy)?;
         let n = examples.len();
@@ -79,7 +85,8 @@ impl RlPrompts {
                 continue;
             }
             let example = &self.examples[i];
-            let text = prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("example `{}`", example.id)))?;
+            let text =
+                prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("example `{}`", example.id)))?;
             let ids = policy.tokenize(&text, false).map_err(|e| anyhow::anyhow!("example `{}`: {e}", example.id))?;
             if ids.len() as u64 != self.prompt_tokens[i] {
                 tracing::warn!(example = %example.id, measured = self.prompt_tokens[i], tokens = ids.len(), "prompt length differs from the measured one");
@@ -123,7 +130,8 @@ pub fn prepare_sft(policy: &dyn Policy, examples: &[SftExample], max_tokens: usi
     let eos = description.eos_token_ids.first().copied();
     let mut out = Vec::with_capacity(examples.len());
     for example in examples {
-        let text = prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("SFT example `{}`", example.id)))?;
+        let text =
+            prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("SFT example `{}`", example.id)))?;
         let mut prompt = policy.tokenize(&text, false)?;
         let mut response = policy.tokenize(&example.response, false)?;
         if let Some(eos) = eos

@@ -64,7 +64,13 @@ fn label(example: &Example, key: &str) -> String {
 }
 
 /// Answer every example with `policy`, score with `rewards`, and summarise.
-pub fn evaluate_examples(policy: &mut dyn Policy, rewards: &RewardSet, examples: &[Example], spec: &StageEvalSpec, stage: &str) -> anyhow::Result<StageEval> {
+pub fn evaluate_examples(
+    policy: &mut dyn Policy,
+    rewards: &RewardSet,
+    examples: &[Example],
+    spec: &StageEvalSpec,
+    stage: &str,
+) -> anyhow::Result<StageEval> {
     let samples = spec.generation.n.max(1) as usize;
     let mut per_question = Vec::with_capacity(examples.len());
     for (c, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use longrl_core::api::{FinishReason, GenerationParams, LogprobOptions, LossInputs, LossNormalizer, PhaseProgress, PhaseTransition, RewardInput, Sequence};
+use longrl_core::api::{
+    FinishReason, GenerationParams, LogprobOptions, LossInputs, LossNormalizer, PhaseProgress, PhaseTransition,
+    RewardInput, Sequence,
+};
 use tch::{Device, Kind, Tensor};
 
 use super::metrics::{Record, mean_std};
@@ -66,7 +69,8 @@ impl Trainer<'_> {
             self.counters.phase_steps += 1;
             self.counters.global_step += 1;
             values.extend(self.c.sampler.metrics().into_iter().map(|(k, v)| (format!("sampler/{k}"), v)));
-            let progress = PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed() };
+            let progress =
+                PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed() };
             values.insert("phase_epochs".into(), progress.epochs as f64);
             let record = Record {
                 step: self.counters.global_step,
@@ -141,7 +145,11 @@ impl Trainer<'_> {
             self.rl_data.as_mut().expect("RL data").tokenize(self.c.policy.as_ref(), &indices)?;
             let data = self.rl_data.as_ref().expect("RL data");
             let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| data.ids(i).to_vec()).collect();
-            let chunk = if train.generate_batch_prompts > 0 { train.generate_batch_prompts as usize } else { prompts.len().max(1) };
+            let chunk = if train.generate_batch_prompts > 0 {
+                train.generate_batch_prompts as usize
+            } else {
+                prompts.len().max(1)
+            };
             let started = Instant::now();
             let mut generations = Vec::with_capacity(prompts.len() * train.rollouts as usize);
             for (c, part) in prompts.chunks(chunk).enumerate() {
@@ -150,14 +158,24 @@ impl Trainer<'_> {
                     temperature: train.temperature,
                     top_p: train.top_p,
                     top_k: train.top_k,
-                    seed: seeds::derive(self.opts.seed, "generate", self.counters.rl_steps, ((rounds as u64) << 32) | c as u64),
+                    seed: seeds::derive(
+                        self.opts.seed,
+                        "generate",
+                        self.counters.rl_steps,
+                        ((rounds as u64) << 32) | c as u64,
+                    ),
                     stop: train.stop.clone(),
                     n: train.rollouts,
                     prefill_chunk: 0,
                 };
                 let out = self.c.policy.generate(part, &params)?;
                 if out.generations.len() != part.len() * train.rollouts as usize {
-                    anyhow::bail!("the policy returned {} generations for {} prompts x {} rollouts", out.generations.len(), part.len(), train.rollouts);
+                    anyhow::bail!(
+                        "the policy returned {} generations for {} prompts x {} rollouts",
+                        out.generations.len(),
+                        part.len(),
+                        train.rollouts
+                    );
                 }
                 gen_tokens += out.generations.iter().map(|g| g.tokens.len() as u64).sum::<u64>();
                 generations.extend(out.generations);
@@ -214,12 +232,18 @@ impl Trainer<'_> {
         let (mean, std) = mean_std(&all_raw);
         values.insert("reward/mean".into(), mean);
         values.insert("reward/std".into(), std);
-        values.insert("accuracy".into(), all_raw.iter().filter(|&&r| r >= threshold).count() as f64 / all_raw.len() as f64);
+        values.insert(
+            "accuracy".into(),
+            all_raw.iter().filter(|&&r| r >= threshold).count() as f64 / all_raw.len() as f64,
+        );
         for (source, rewards) in &by_source {
             let (m, s) = mean_std(rewards);
             values.insert(format!("reward/{source}/mean"), m);
             values.insert(format!("reward/{source}/std"), s);
-            values.insert(format!("accuracy/{source}"), rewards.iter().filter(|&&r| r >= threshold).count() as f64 / rewards.len() as f64);
+            values.insert(
+                format!("accuracy/{source}"),
+                rewards.iter().filter(|&&r| r >= threshold).count() as f64 / rewards.len() as f64,
+            );
         }
         let kept_raw: Vec<f64> = kept.iter().flat_map(|g| g.rollouts.iter().map(|r| r.raw as f64)).collect();
         let kept_shaped: Vec<f64> = kept.iter().flat_map(|g| g.rollouts.iter().map(|r| r.shaped as f64)).collect();
@@ -237,7 +261,12 @@ impl Trainer<'_> {
     }
 
     /// Per-token log-probs of `seqs` without gradients, one `Vec` per sequence.
-    fn score_no_grad(policy: &mut dyn longrl_core::api::Policy, seqs: &[Sequence], micro: usize, options: &LogprobOptions) -> anyhow::Result<Vec<Vec<f32>>> {
+    fn score_no_grad(
+        policy: &mut dyn longrl_core::api::Policy,
+        seqs: &[Sequence],
+        micro: usize,
+        options: &LogprobOptions,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(seqs.len());
         for part in seqs.chunks(micro.max(1)) {
             let lp = policy.logprobs(part, options)?;
@@ -246,7 +275,10 @@ impl Trainer<'_> {
             let flat = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
             for (i, s) in part.iter().enumerate() {
                 if s.response.len() > width {
-                    anyhow::bail!("policy log-probs have {width} columns for a response of {} tokens", s.response.len());
+                    anyhow::bail!(
+                        "policy log-probs have {width} columns for a response of {} tokens",
+                        s.response.len()
+                    );
                 }
                 out.push(flat[i * width..i * width + s.response.len()].to_vec());
             }
@@ -266,10 +298,17 @@ impl Trainer<'_> {
         // prefill, other kernels) differ slightly, and the importance ratio must be exactly 1 on the
         // first update of on-policy data.
         let temperature = if self.opts.train.temperature > 0.0 { self.opts.train.temperature } else { 1.0 };
-        let no_grad = LogprobOptions { with_grad: false, entropy: false, chunk_tokens: self.opts.train.logprob_chunk_tokens, temperature };
+        let no_grad = LogprobOptions {
+            with_grad: false,
+            entropy: false,
+            chunk_tokens: self.opts.train.logprob_chunk_tokens,
+            temperature,
+        };
         let seqs: Vec<Sequence> = groups
             .iter()
-            .flat_map(|g| g.rollouts.iter().map(|r| Sequence { prompt: data.ids(g.index).to_vec(), response: r.response.clone() }))
+            .flat_map(|g| {
+                g.rollouts.iter().map(|r| Sequence { prompt: data.ids(g.index).to_vec(), response: r.response.clone() })
+            })
             .collect();
         let started = Instant::now();
         let old = Self::score_no_grad(self.c.policy.as_mut(), &seqs, micro, &no_grad)?;
@@ -310,7 +349,8 @@ impl Trainer<'_> {
         let lr = lr_at(&self.opts.train.optim, self.counters.rl_steps, planned_steps);
         let update = self.update(&items, groups.iter().map(|g| g.rollouts.len()).collect(), lr)?;
         t.update = started.elapsed().as_secs_f64();
-        let processed: usize = items.iter().map(|i| i.seq.prompt.len() + i.seq.response.len()).sum::<usize>() * self.settings.epochs as usize;
+        let processed: usize = items.iter().map(|i| i.seq.prompt.len() + i.seq.response.len()).sum::<usize>()
+            * self.settings.epochs as usize;
         values.extend(update);
         values.insert("lr".into(), lr);
         values.extend(self.c.rewards.take_metrics().into_iter().map(|(k, v)| (format!("reward_metrics/{k}"), v)));
@@ -326,13 +366,23 @@ impl Trainer<'_> {
 
     /// `epochs` passes; each mini-batch of `mini_batch_prompts` groups is one optimizer step whose
     /// gradient accumulates over micro-batches of `micro_batch_size` sequences.
-    fn update(&mut self, items: &[TrainItem], group_sizes: Vec<usize>, lr: f64) -> anyhow::Result<BTreeMap<String, f64>> {
+    fn update(
+        &mut self,
+        items: &[TrainItem],
+        group_sizes: Vec<usize>,
+        lr: f64,
+    ) -> anyhow::Result<BTreeMap<String, f64>> {
         let settings = self.settings.clone();
         let max_response_len = self.max_response_tokens() as f64;
         let micro = self.opts.train.micro_batch_size.max(1) as usize;
         let grad_clip = self.opts.train.optim.grad_clip;
         let temperature = if self.opts.train.temperature > 0.0 { self.opts.train.temperature } else { 1.0 };
-        let options = LogprobOptions { with_grad: true, entropy: settings.needs_entropy, chunk_tokens: self.opts.train.logprob_chunk_tokens, temperature };
+        let options = LogprobOptions {
+            with_grad: true,
+            entropy: settings.needs_entropy,
+            chunk_tokens: self.opts.train.logprob_chunk_tokens,
+            temperature,
+        };
         // Item ranges of each mini-batch.
         let mut starts = vec![0usize];
         for size in &group_sizes {
@@ -362,12 +412,16 @@ impl Trainer<'_> {
                     let width = out.logprobs.size()[1];
                     let old = padded(part.iter().map(|i| i.old.as_slice()), width, device)?;
                     let ref_logprobs = match part.first().map(|i| i.reference.is_some()) {
-                        Some(true) => Some(padded(part.iter().map(|i| i.reference.as_deref().unwrap_or(&[])), width, device)?),
+                        Some(true) => {
+                            Some(padded(part.iter().map(|i| i.reference.as_deref().unwrap_or(&[])), width, device)?)
+                        }
                         _ => None,
                     };
-                    let weight = Tensor::from_slice(&part.iter().map(|i| i.weight).collect::<Vec<f32>>()).f_to_device(device)?;
+                    let weight =
+                        Tensor::from_slice(&part.iter().map(|i| i.weight).collect::<Vec<f32>>()).f_to_device(device)?;
                     let mask = out.mask.f_to_kind(Kind::Float)?.f_mul(&weight.f_unsqueeze(1)?)?;
-                    let advantages = Tensor::from_slice(&part.iter().map(|i| i.advantage).collect::<Vec<f32>>()).f_to_device(device)?;
+                    let advantages = Tensor::from_slice(&part.iter().map(|i| i.advantage).collect::<Vec<f32>>())
+                        .f_to_device(device)?;
                     let micro_tokens: f64 = part.iter().map(|i| i.seq.response.len() as f64 * i.weight as f64).sum();
                     let inputs = LossInputs {
                         logprobs: out.logprobs,
@@ -400,8 +454,10 @@ impl Trainer<'_> {
                 optimizer_steps += 1;
             }
         }
-        let mut out: BTreeMap<String, f64> =
-            sums.into_iter().map(|(k, v)| (format!("actor/{k}"), v / weights.get(&k).copied().unwrap_or(1.0).max(1e-12))).collect();
+        let mut out: BTreeMap<String, f64> = sums
+            .into_iter()
+            .map(|(k, v)| (format!("actor/{k}"), v / weights.get(&k).copied().unwrap_or(1.0).max(1e-12)))
+            .collect();
         out.insert("actor/grad_norm".into(), mean_std(&grad_norms).0);
         out.insert("actor/optimizer_steps".into(), optimizer_steps as f64);
         out.insert("actor/skipped_mini_batches".into(), skipped as f64);

@@ -20,7 +20,12 @@ mod tests {
     fn seeds_differ_by_every_input_and_repeat() {
         let base = super::derive(1, "generate", 2, 3);
         assert_eq!(base, super::derive(1, "generate", 2, 3));
-        for other in [super::derive(2, "generate", 2, 3), super::derive(1, "sft", 2, 3), super::derive(1, "generate", 3, 3), super::derive(1, "generate", 2, 4)] {
+        for other in [
+            super::derive(2, "generate", 2, 3),
+            super::derive(1, "sft", 2, 3),
+            super::derive(1, "generate", 3, 3),
+            super::derive(1, "generate", 2, 4),
+        ] {
             assert_ne!(base, other);
         }
     }

@@ -26,7 +26,8 @@ impl Trainer<'_> {
     /// The order of batches in `epoch`: a function of (seed, epoch) alone, so resume needs no RNG state.
     fn sft_epoch_order(&self, epoch: u32) -> Vec<Vec<usize>> {
         let mut batches = self.sft_batches();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seeds::derive(self.opts.seed, "sft-epoch", epoch as u64, 0));
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(seeds::derive(self.opts.seed, "sft-epoch", epoch as u64, 0));
         batches.shuffle(&mut rng);
         batches
     }
@@ -42,14 +43,21 @@ impl Trainer<'_> {
         while self.counters.sft_epoch < self.opts.sft.epochs {
             let order = self.sft_epoch_order(self.counters.sft_epoch);
             while self.counters.sft_batch < order.len() {
-                let batch: Vec<Sequence> = order[self.counters.sft_batch].iter().map(|&i| self.sft_data[i].clone()).collect();
+                let batch: Vec<Sequence> =
+                    order[self.counters.sft_batch].iter().map(|&i| self.sft_data[i].clone()).collect();
                 let values = self.sft_step(&batch, total)?;
                 self.counters.sft_batch += 1;
                 self.counters.sft_steps += 1;
                 self.counters.global_step += 1;
                 let mut values = values;
                 values.insert("epoch".into(), self.counters.sft_epoch as f64);
-                let record = Record { step: self.counters.global_step, stage: "sft".into(), phase: None, phase_name: None, values };
+                let record = Record {
+                    step: self.counters.global_step,
+                    stage: "sft".into(),
+                    phase: None,
+                    phase_name: None,
+                    values,
+                };
                 if self.after_step(record)? {
                     return Ok(Outcome::Stopped);
                 }
@@ -66,7 +74,12 @@ impl Trainer<'_> {
         let start = Instant::now();
         let tokens: usize = batch.iter().map(|s| s.response.len()).sum();
         let processed: usize = batch.iter().map(|s| s.prompt.len() + s.response.len()).sum();
-        let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: self.opts.train.logprob_chunk_tokens, temperature: 1.0 };
+        let options = LogprobOptions {
+            with_grad: true,
+            entropy: false,
+            chunk_tokens: self.opts.train.logprob_chunk_tokens,
+            temperature: 1.0,
+        };
         let opt = self.optimizer.as_mut().expect("SFT optimizer");
         opt.zero_grad()?;
         let mut nll_sum = 0.0f64;

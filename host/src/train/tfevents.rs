@@ -94,8 +94,10 @@ pub fn read_records(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
             anyhow::bail!("length CRC mismatch at byte {at}");
         }
         let len = u64::from_le_bytes(len_bytes.try_into()?) as usize;
-        let payload = bytes.get(at + 12..at + 12 + len).ok_or_else(|| anyhow::anyhow!("truncated record at byte {at}"))?;
-        let crc = bytes.get(at + 12 + len..at + 16 + len).ok_or_else(|| anyhow::anyhow!("missing data CRC at byte {at}"))?;
+        let payload =
+            bytes.get(at + 12..at + 12 + len).ok_or_else(|| anyhow::anyhow!("truncated record at byte {at}"))?;
+        let crc =
+            bytes.get(at + 12 + len..at + 16 + len).ok_or_else(|| anyhow::anyhow!("missing data CRC at byte {at}"))?;
         if u32::from_le_bytes(crc.try_into()?) != masked_crc(payload) {
             anyhow::bail!("data CRC mismatch at byte {at}");
         }

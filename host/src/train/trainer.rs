@@ -94,7 +94,9 @@ impl<'a> Trainer<'a> {
         }
         let rl_data = if opts.train.enabled {
             if rl_examples.is_empty() {
-                anyhow::bail!("RL is enabled (`train.enabled`) but there are no training examples (`data.train_files`)");
+                anyhow::bail!(
+                    "RL is enabled (`train.enabled`) but there are no training examples (`data.train_files`)"
+                );
             }
             let sources: Vec<String> = {
                 let mut s: Vec<String> = rl_examples.iter().map(|e| e.data_source.clone()).collect();
@@ -104,7 +106,8 @@ impl<'a> Trainer<'a> {
             };
             c.rewards.check_sources(&sources)?;
             let limit = phases.iter().map(|p| p.max_input_tokens).max().unwrap_or(u64::MAX);
-            let prepared = RlPrompts::prepare(c.policy.as_ref(), rl_examples, limit, opts.overlong, opts.length_cache.as_deref())?;
+            let prepared =
+                RlPrompts::prepare(c.policy.as_ref(), rl_examples, limit, opts.overlong, opts.length_cache.as_deref())?;
             for (k, spec) in phases.iter().enumerate() {
                 tracing::info!(phase = k, name = %spec.name, pool = prepared.pool(spec).len(), "phase pool");
             }
@@ -192,7 +195,9 @@ impl<'a> Trainer<'a> {
         let total = if self.opts.sft.enabled { self.sft_total_steps() } else { 0 }
             + if self.opts.train.enabled { self.rl_planned_steps() } else { 0 };
         let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
+        {
             bar.set_style(style);
         }
         bar.set_position(self.counters.global_step);
@@ -272,7 +277,10 @@ impl<'a> Trainer<'a> {
     }
 
     pub(super) fn begin_phase(&mut self, phase: usize) -> anyhow::Result<()> {
-        let spec = self.phases.get(phase).with_context(|| format!("the curriculum entered phase {phase}, which it does not declare"))?;
+        let spec = self
+            .phases
+            .get(phase)
+            .with_context(|| format!("the curriculum entered phase {phase}, which it does not declare"))?;
         let pool = self.rl_data.as_ref().expect("RL data is prepared when RL is enabled").pool(spec);
         if pool.is_empty() {
             anyhow::bail!(
@@ -296,29 +304,40 @@ impl<'a> Trainer<'a> {
         let c = &self.c;
         let optimizer = &self.optimizer;
         let counters = &self.counters;
-        let dir = checkpoint::write_atomic(&self.opts.run_dir, counters.global_step, self.opts.train.keep_checkpoints as usize, |dir| {
-            c.policy.save(&dir.join("policy"))?;
-            if let Some(opt) = optimizer {
-                opt.save(&dir.join("optimizer.safetensors"))?;
-            }
-            std::fs::write(dir.join("algorithm.state"), c.algorithm.save_state()?)?;
-            std::fs::write(dir.join("curriculum.state"), c.curriculum.save_state()?)?;
-            std::fs::write(dir.join("sampler.state"), c.sampler.save_state()?)?;
-            // Last: its presence marks the checkpoint complete.
-            std::fs::write(dir.join(checkpoint::COMPLETE_MARKER), serde_json::to_vec_pretty(counters)?)?;
-            Ok(())
-        })?;
+        let dir = checkpoint::write_atomic(
+            &self.opts.run_dir,
+            counters.global_step,
+            self.opts.train.keep_checkpoints as usize,
+            |dir| {
+                c.policy.save(&dir.join("policy"))?;
+                if let Some(opt) = optimizer {
+                    opt.save(&dir.join("optimizer.safetensors"))?;
+                }
+                std::fs::write(dir.join("algorithm.state"), c.algorithm.save_state()?)?;
+                std::fs::write(dir.join("curriculum.state"), c.curriculum.save_state()?)?;
+                std::fs::write(dir.join("sampler.state"), c.sampler.save_state()?)?;
+                // Last: its presence marks the checkpoint complete.
+                std::fs::write(dir.join(checkpoint::COMPLETE_MARKER), serde_json::to_vec_pretty(counters)?)?;
+                Ok(())
+            },
+        )?;
         tracing::info!(checkpoint = %dir.display(), "checkpoint saved");
         Ok(dir)
     }
 }
 
 fn restore(dir: &Path, c: &mut Components, opts: &TrainOptions) -> anyhow::Result<Counters> {
-    let read = |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
     let counters: Counters = serde_json::from_slice(&read(checkpoint::COMPLETE_MARKER)?)
         .with_context(|| format!("parsing {}", dir.join(checkpoint::COMPLETE_MARKER).display()))?;
     if counters.seed != opts.seed {
-        anyhow::bail!("checkpoint {} was made with seed {}, the config says {}: resume with the same seed", dir.display(), counters.seed, opts.seed);
+        anyhow::bail!(
+            "checkpoint {} was made with seed {}, the config says {}: resume with the same seed",
+            dir.display(),
+            counters.seed,
+            opts.seed
+        );
     }
     c.policy.load_weights(&dir.join("policy"))?;
     c.algorithm.load_state(&read("algorithm.state")?)?;
@@ -332,7 +351,8 @@ pub fn copy_weights(from: &dyn Policy, to: &mut dyn Policy) -> anyhow::Result<()
     let source: std::collections::BTreeMap<String, tch::Tensor> = from.parameters()?.into_iter().collect();
     let _guard = tch::no_grad_guard();
     for (name, mut target) in to.parameters()? {
-        let src = source.get(&name).with_context(|| format!("reference policy has parameter `{name}` the policy lacks"))?;
+        let src =
+            source.get(&name).with_context(|| format!("reference policy has parameter `{name}` the policy lacks"))?;
         target.f_copy_(src).with_context(|| format!("copying parameter `{name}` to the reference policy"))?;
     }
     Ok(())

@@ -29,10 +29,7 @@ pub fn compute(
 ) -> Result<Vec<f32>> {
     let total: u64 = group_sizes.iter().map(|&g| u64::from(g)).sum();
     if total != rewards.len() as u64 {
-        bail!(
-            "advantages: group sizes sum to {total} but {} rewards were given",
-            rewards.len()
-        );
+        bail!("advantages: group sizes sum to {total} but {} rewards were given", rewards.len());
     }
     if let Some(g) = group_sizes.iter().position(|&g| g == 0) {
         bail!("advantages: group {g} is empty");
@@ -48,11 +45,7 @@ pub fn compute(
         let group = &all[start..start + size as usize];
         start += size as usize;
         let n = group.len() as f64;
-        let (group_mean, group_std) = if group.len() < 2 {
-            (0.0, 1.0)
-        } else {
-            (mean(group), std_unbiased(group))
-        };
+        let (group_mean, group_std) = if group.len() < 2 { (0.0, 1.0) } else { (mean(group), std_unbiased(group)) };
         let divisor = match scale {
             Scale::Group => group_std + eps,
             Scale::Batch => batch_std + eps,
@@ -79,10 +72,7 @@ mod tests {
     fn close(got: &[f32], want: &[f64]) {
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
-            assert!(
-                (f64::from(*g) - w).abs() < 1e-5,
-                "got {got:?}, want {want:?}"
-            );
+            assert!((f64::from(*g) - w).abs() < 1e-5, "got {got:?}, want {want:?}");
         }
     }
 
@@ -90,42 +80,19 @@ mod tests {
     fn grpo_by_hand() {
         // Group [1, 0, 0, 1]: mean 0.5, unbiased std sqrt(1/3) = 0.57735.
         // Group [2, 4]: mean 3, std sqrt(2) = 1.41421.
-        let adv = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            0.0,
-            &[1.0, 0.0, 0.0, 1.0, 2.0, 4.0],
-            &[4, 2],
-        )
-        .unwrap();
+        let adv =
+            compute(AdvantageEstimator::Grpo, Scale::Group, 0.0, &[1.0, 0.0, 0.0, 1.0, 2.0, 4.0], &[4, 2]).unwrap();
         let a = 0.5 / (1.0f64 / 3.0).sqrt();
         let b = 1.0 / 2f64.sqrt();
         close(&adv, &[a, -a, -a, a, -b, b]);
         // eps is added to the std.
-        let adv = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            0.5,
-            &[2.0, 4.0],
-            &[2],
-        )
-        .unwrap();
-        close(
-            &adv,
-            &[-1.0 / (2f64.sqrt() + 0.5), 1.0 / (2f64.sqrt() + 0.5)],
-        );
+        let adv = compute(AdvantageEstimator::Grpo, Scale::Group, 0.5, &[2.0, 4.0], &[2]).unwrap();
+        close(&adv, &[-1.0 / (2f64.sqrt() + 0.5), 1.0 / (2f64.sqrt() + 0.5)]);
     }
 
     #[test]
     fn all_equal_group_gets_zero_and_lone_sample_keeps_reward() {
-        let adv = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            1e-6,
-            &[1.0, 1.0, 1.0, 0.7],
-            &[3, 1],
-        )
-        .unwrap();
+        let adv = compute(AdvantageEstimator::Grpo, Scale::Group, 1e-6, &[1.0, 1.0, 1.0, 0.7], &[3, 1]).unwrap();
         close(&adv, &[0.0, 0.0, 0.0, 0.7 / (1.0 + 1e-6)]);
     }
 
@@ -133,82 +100,34 @@ mod tests {
     fn batch_scale_uses_the_std_of_all_rewards() {
         // Rewards [1, 0, 3, 1]: batch mean 1.25, unbiased var = (0.0625+1.5625+3.0625+0.0625)/3 = 1.58333.
         let s = (4.75f64 / 3.0).sqrt();
-        let adv = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Batch,
-            0.0,
-            &[1.0, 0.0, 3.0, 1.0],
-            &[2, 2],
-        )
-        .unwrap();
+        let adv = compute(AdvantageEstimator::Grpo, Scale::Batch, 0.0, &[1.0, 0.0, 3.0, 1.0], &[2, 2]).unwrap();
         close(&adv, &[0.5 / s, -0.5 / s, 1.0 / s, -1.0 / s]);
     }
 
     #[test]
     fn drgrpo_only_centres() {
-        let adv = compute(
-            AdvantageEstimator::Drgrpo,
-            Scale::None,
-            1e-6,
-            &[1.0, 0.0, 0.0, 0.0, 5.0, 7.0],
-            &[4, 2],
-        )
-        .unwrap();
+        let adv =
+            compute(AdvantageEstimator::Drgrpo, Scale::None, 1e-6, &[1.0, 0.0, 0.0, 0.0, 5.0, 7.0], &[4, 2]).unwrap();
         close(&adv, &[0.75, -0.25, -0.25, -0.25, -1.0, 1.0]);
     }
 
     #[test]
     fn rloo_leaves_one_out() {
         // [1, 0, 0]: baselines 0, 0.5, 0.5.  [3, 1]: baselines 1, 3.
-        let adv = compute(
-            AdvantageEstimator::Rloo,
-            Scale::None,
-            0.0,
-            &[1.0, 0.0, 0.0, 3.0, 1.0],
-            &[3, 2],
-        )
-        .unwrap();
+        let adv = compute(AdvantageEstimator::Rloo, Scale::None, 0.0, &[1.0, 0.0, 0.0, 3.0, 1.0], &[3, 2]).unwrap();
         close(&adv, &[1.0, -0.5, -0.5, 2.0, -2.0]);
         // With group scaling the same values are divided by the group's std: [3, 1] has std sqrt(2).
-        let adv = compute(
-            AdvantageEstimator::Rloo,
-            Scale::Group,
-            0.0,
-            &[3.0, 1.0],
-            &[2],
-        )
-        .unwrap();
+        let adv = compute(AdvantageEstimator::Rloo, Scale::Group, 0.0, &[3.0, 1.0], &[2]).unwrap();
         close(&adv, &[2.0 / 2f64.sqrt(), -2.0 / 2f64.sqrt()]);
     }
 
     #[test]
     fn bad_inputs_are_errors() {
-        let e = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            0.0,
-            &[1.0, 2.0],
-            &[3],
-        )
-        .unwrap_err();
+        let e = compute(AdvantageEstimator::Grpo, Scale::Group, 0.0, &[1.0, 2.0], &[3]).unwrap_err();
         assert!(e.to_string().contains("sum to 3"), "{e}");
-        let e = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            0.0,
-            &[1.0, 2.0],
-            &[2, 0],
-        )
-        .unwrap_err();
+        let e = compute(AdvantageEstimator::Grpo, Scale::Group, 0.0, &[1.0, 2.0], &[2, 0]).unwrap_err();
         assert!(e.to_string().contains("group 1 is empty"), "{e}");
-        let e = compute(
-            AdvantageEstimator::Grpo,
-            Scale::Group,
-            0.0,
-            &[1.0, f32::NAN],
-            &[2],
-        )
-        .unwrap_err();
+        let e = compute(AdvantageEstimator::Grpo, Scale::Group, 0.0, &[1.0, f32::NAN], &[2]).unwrap_err();
         assert!(e.to_string().contains("reward 1"), "{e}");
     }
 

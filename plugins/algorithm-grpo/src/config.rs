@@ -102,10 +102,7 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ),
     ("eps", "added to the std before dividing (verl: 1e-6)"),
     ("clip_low", "ratio lower bound is 1 - clip_low"),
-    (
-        "clip_high",
-        "ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28; the QwenLong-L1 script used 0.2)",
-    ),
+    ("clip_high", "ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28; the QwenLong-L1 script used 0.2)"),
     (
         "dual_clip",
         "dual-clip constant c > 1 bounding the loss of negative-advantage tokens at -A*c (verl default 3, DAPO recipe 10); null: off",
@@ -116,48 +113,24 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
          (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length only); \
          divisors are the mini-batch's, so micro-batch losses add up",
     ),
-    (
-        "kl_coef",
-        "weight of the KL-to-reference term (0: no reference model is kept, as in the recipe)",
-    ),
-    (
-        "kl_estimator",
-        "k1 (log-ratio), k2 (half squared log-ratio), k3 (verl low_var_kl, clamped to [-10, 10])",
-    ),
+    ("kl_coef", "weight of the KL-to-reference term (0: no reference model is kept, as in the recipe)"),
+    ("kl_estimator", "k1 (log-ratio), k2 (half squared log-ratio), k3 (verl low_var_kl, clamped to [-10, 10])"),
     (
         "entropy_coef",
         "entropy bonus: loss -= entropy_coef * aggregated entropy. 0 here; verl's default at the time of the \
          QwenLong-L1 runs was 0.001 (their recipe inherits it: set 0.001 to reproduce)",
     ),
-    (
-        "log_entropy",
-        "ask the trainer for per-token entropy to log it even when entropy_coef is 0",
-    ),
+    ("log_entropy", "ask the trainer for per-token entropy to log it even when entropy_coef is 0"),
     ("epochs", "passes over each rollout batch (ppo_epochs)"),
-    (
-        "mini_batch_prompts",
-        "prompts (groups) per optimizer step (recipe: 32)",
-    ),
-    (
-        "dynamic_sampling",
-        "DAPO: drop groups whose rewards are all equal and generate more prompts",
-    ),
+    ("mini_batch_prompts", "prompts (groups) per optimizer step (recipe: 32)"),
+    ("dynamic_sampling", "DAPO: drop groups whose rewards are all equal and generate more prompts"),
     (
         "max_gen_batches",
         "generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error",
     ),
-    (
-        "mask_truncated",
-        "leave responses cut at the length limit out of the loss",
-    ),
-    (
-        "overlong_buffer",
-        "DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off",
-    ),
-    (
-        "overlong_factor",
-        "penalty at the length limit; grows linearly over the buffer (recipe: 1.0)",
-    ),
+    ("mask_truncated", "leave responses cut at the length limit out of the loss"),
+    ("overlong_buffer", "DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off"),
+    ("overlong_factor", "penalty at the length limit; grows linearly over the buffer (recipe: 1.0)"),
 ];
 
 const COMPONENT: &str = "algorithm/grpo";
@@ -174,11 +147,7 @@ impl GrpoConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, format!("{COMPONENT}: {msg}")));
         let finite = |key: &str, v: f64| {
-            if v.is_finite() {
-                Ok(())
-            } else {
-                bad(key, format!("{v} is not a finite number"))
-            }
+            if v.is_finite() { Ok(()) } else { bad(key, format!("{v} is not a finite number")) }
         };
         for (key, v) in [
             ("eps", self.eps),
@@ -190,22 +159,14 @@ impl GrpoConfig {
         ] {
             finite(key, v)?;
         }
-        if self.advantage == AdvantageEstimator::Drgrpo
-            && matches!(self.scale, Some(Scale::Group | Scale::Batch))
-        {
-            return bad(
-                "scale",
-                "drgrpo divides by no std; use scale = \"none\" (or advantage = \"grpo\")".into(),
-            );
+        if self.advantage == AdvantageEstimator::Drgrpo && matches!(self.scale, Some(Scale::Group | Scale::Batch)) {
+            return bad("scale", "drgrpo divides by no std; use scale = \"none\" (or advantage = \"grpo\")".into());
         }
         if self.eps < 0.0 {
             return bad("eps", format!("must be >= 0, got {}", self.eps));
         }
         if !(0.0..1.0).contains(&self.clip_low) {
-            return bad(
-                "clip_low",
-                format!("must be in [0, 1), got {}", self.clip_low),
-            );
+            return bad("clip_low", format!("must be in [0, 1), got {}", self.clip_low));
         }
         if self.clip_high < 0.0 {
             return bad("clip_high", format!("must be >= 0, got {}", self.clip_high));
@@ -213,19 +174,13 @@ impl GrpoConfig {
         if let Some(c) = self.dual_clip
             && !(c.is_finite() && c > 1.0)
         {
-            return bad(
-                "dual_clip",
-                format!("must be a number > 1 (or null), got {c}"),
-            );
+            return bad("dual_clip", format!("must be a number > 1 (or null), got {c}"));
         }
         if self.kl_coef < 0.0 {
             return bad("kl_coef", format!("must be >= 0, got {}", self.kl_coef));
         }
         if self.overlong_factor < 0.0 {
-            return bad(
-                "overlong_factor",
-                format!("must be >= 0, got {}", self.overlong_factor),
-            );
+            return bad("overlong_factor", format!("must be >= 0, got {}", self.overlong_factor));
         }
         for (key, v) in [
             ("epochs", self.epochs),

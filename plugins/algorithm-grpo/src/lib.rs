@@ -10,8 +10,7 @@ pub mod loss;
 use longrl_core::Result;
 use longrl_core::abi::Component;
 use longrl_core::api::{
-    Algorithm, AlgorithmSettings, ComponentContext, ComponentInfo, ComponentKind, LossInputs,
-    LossOutput,
+    Algorithm, AlgorithmSettings, ComponentContext, ComponentInfo, ComponentKind, LossInputs, LossOutput,
 };
 use longrl_core::sdk::{config_keys, parse_config};
 
@@ -89,19 +88,11 @@ impl Algorithm for Grpo {
         if !self.config.dynamic_sampling {
             return true;
         }
-        rewards
-            .first()
-            .is_some_and(|first| rewards.iter().any(|r| r != first))
+        rewards.first().is_some_and(|first| rewards.iter().any(|r| r != first))
     }
 
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>> {
-        advantages::compute(
-            self.config.advantage,
-            self.config.scale(),
-            self.config.eps,
-            rewards,
-            group_sizes,
-        )
+        advantages::compute(self.config.advantage, self.config.scale(), self.config.eps, rewards, group_sizes)
     }
 
     fn loss(&self, inputs: &LossInputs) -> Result<LossOutput> {
@@ -127,14 +118,8 @@ mod tests {
     fn settings_follow_config() {
         let s = grpo(json!({})).settings();
         assert!(!s.needs_reference && s.needs_entropy && s.dynamic_sampling);
-        assert_eq!(
-            (s.epochs, s.mini_batch_prompts, s.max_gen_batches),
-            (1, 32, 10)
-        );
-        let s = grpo(
-            json!({"kl_coef": 0.01, "log_entropy": false, "epochs": 2, "mask_truncated": true}),
-        )
-        .settings();
+        assert_eq!((s.epochs, s.mini_batch_prompts, s.max_gen_batches), (1, 32, 10));
+        let s = grpo(json!({"kl_coef": 0.01, "log_entropy": false, "epochs": 2, "mask_truncated": true})).settings();
         assert!(s.needs_reference && !s.needs_entropy && s.mask_truncated);
         assert_eq!(s.epochs, 2);
         let s = grpo(json!({"log_entropy": false, "entropy_coef": 0.001})).settings();
@@ -171,27 +156,18 @@ mod tests {
 
     #[test]
     fn estimator_and_scale_resolve() {
-        let adv = grpo(json!({"advantage": "drgrpo"}))
-            .advantages(&[1.0, 0.0], &[2])
-            .unwrap();
+        let adv = grpo(json!({"advantage": "drgrpo"})).advantages(&[1.0, 0.0], &[2]).unwrap();
         assert_eq!(adv, vec![0.5, -0.5]);
-        let adv = grpo(json!({"advantage": "grpo", "scale": "none"}))
-            .advantages(&[1.0, 0.0], &[2])
-            .unwrap();
+        let adv = grpo(json!({"advantage": "grpo", "scale": "none"})).advantages(&[1.0, 0.0], &[2]).unwrap();
         assert_eq!(adv, vec![0.5, -0.5]);
-        let adv = grpo(json!({"advantage": "rloo"}))
-            .advantages(&[1.0, 0.0], &[2])
-            .unwrap();
+        let adv = grpo(json!({"advantage": "rloo"})).advantages(&[1.0, 0.0], &[2]).unwrap();
         assert_eq!(adv, vec![1.0, -1.0]);
     }
 
     #[test]
     fn bad_configs_name_the_key() {
         let err = |config: serde_json::Value| {
-            Grpo::create(&config, &ComponentContext::default())
-                .err()
-                .expect("should fail")
-                .to_string()
+            Grpo::create(&config, &ComponentContext::default()).err().expect("should fail").to_string()
         };
         for (config, key) in [
             (json!({"clip_low": 1.0}), "clip_low"),

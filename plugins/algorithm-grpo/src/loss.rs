@@ -16,10 +16,7 @@ const LOG_RATIO_CLAMP: f64 = 20.0;
 const K3_CLAMP: f64 = 10.0;
 
 fn is_float(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
-    )
+    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
 }
 
 fn check_shapes(inputs: &LossInputs) -> Result<(i64, i64)> {
@@ -28,10 +25,7 @@ fn check_shapes(inputs: &LossInputs) -> Result<(i64, i64)> {
         bail!("algorithm/grpo loss: logprobs must be [batch, response_len], got shape {size:?}");
     };
     if !is_float(inputs.logprobs.kind()) {
-        bail!(
-            "algorithm/grpo loss: logprobs must be floating point, got {:?}",
-            inputs.logprobs.kind()
-        );
+        bail!("algorithm/grpo loss: logprobs must be floating point, got {:?}", inputs.logprobs.kind());
     }
     let same = [
         ("old_logprobs", Some(&inputs.old_logprobs)),
@@ -43,10 +37,7 @@ fn check_shapes(inputs: &LossInputs) -> Result<(i64, i64)> {
         if let Some(t) = tensor
             && t.size() != size
         {
-            bail!(
-                "algorithm/grpo loss: {name} has shape {:?}, logprobs {size:?}; they must match",
-                t.size()
-            );
+            bail!("algorithm/grpo loss: {name} has shape {:?}, logprobs {size:?}; they must match", t.size());
         }
     }
     if inputs.advantages.size() != [batch] {
@@ -60,11 +51,7 @@ fn check_shapes(inputs: &LossInputs) -> Result<(i64, i64)> {
 
 /// The normaliser must describe a mini-batch containing this micro-batch.
 fn check_normalizer(n: &LossNormalizer, batch: i64, micro_tokens: f64) -> Result<()> {
-    for (name, v) in [
-        ("tokens", n.tokens),
-        ("sequences", n.sequences),
-        ("max_response_len", n.max_response_len),
-    ] {
+    for (name, v) in [("tokens", n.tokens), ("sequences", n.sequences), ("max_response_len", n.max_response_len)] {
         if !v.is_finite() || v < 0.0 {
             bail!("algorithm/grpo loss: normalizer.{name} is {v}; it must be a finite count >= 0");
         }
@@ -83,10 +70,7 @@ fn check_normalizer(n: &LossNormalizer, batch: i64, micro_tokens: f64) -> Result
         );
     }
     if n.max_response_len < 1.0 {
-        bail!(
-            "algorithm/grpo loss: normalizer.max_response_len must be at least 1, got {}",
-            n.max_response_len
-        );
+        bail!("algorithm/grpo loss: normalizer.max_response_len must be at least 1, got {}", n.max_response_len);
     }
     Ok(())
 }
@@ -99,12 +83,7 @@ fn masked(values: &Tensor, mask: &Tensor) -> Result<Tensor> {
 }
 
 /// Aggregate a `[batch, len]` loss matrix into this micro-batch's share of the mini-batch loss.
-pub fn aggregate(
-    values: &Tensor,
-    mask: &Tensor,
-    n: &LossNormalizer,
-    mode: LossAgg,
-) -> Result<Tensor> {
+pub fn aggregate(values: &Tensor, mask: &Tensor, n: &LossNormalizer, mode: LossAgg) -> Result<Tensor> {
     let m = masked(values, mask)?;
     // With no unmasked tokens the numerator is 0 too; dividing by 1 keeps the loss 0 instead of NaN.
     let sequences = n.sequences.max(1.0);
@@ -112,39 +91,24 @@ pub fn aggregate(
         LossAgg::TokenMean => m.f_sum(None::<Kind>)?.f_div_scalar(n.tokens.max(1.0))?,
         LossAgg::SeqMeanTokenSum => m.f_sum(None::<Kind>)?.f_div_scalar(sequences)?,
         LossAgg::SeqMeanTokenMean => {
-            let per_seq_tokens = mask
-                .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
-                .f_clamp_min(1.0)?;
-            let per_seq = m
-                .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
-                .f_div(&per_seq_tokens)?;
+            let per_seq_tokens = mask.f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?.f_clamp_min(1.0)?;
+            let per_seq = m.f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?.f_div(&per_seq_tokens)?;
             per_seq.f_sum(None::<Kind>)?.f_div_scalar(sequences)?
         }
-        LossAgg::SeqMeanTokenSumNorm => m
-            .f_sum(None::<Kind>)?
-            .f_div_scalar(sequences * n.max_response_len)?,
+        LossAgg::SeqMeanTokenSumNorm => m.f_sum(None::<Kind>)?.f_div_scalar(sequences * n.max_response_len)?,
     })
 }
 
 /// Per-token KL(policy || reference) estimate from log-probs (verl `kl_penalty`).
-pub fn kl_estimate(
-    logprobs: &Tensor,
-    ref_logprobs: &Tensor,
-    estimator: KlEstimator,
-) -> Result<Tensor> {
+pub fn kl_estimate(logprobs: &Tensor, ref_logprobs: &Tensor, estimator: KlEstimator) -> Result<Tensor> {
     let log_ratio = logprobs.f_sub(ref_logprobs)?;
     Ok(match estimator {
         KlEstimator::K1 => log_ratio,
         KlEstimator::K2 => log_ratio.f_square()?.f_mul_scalar(0.5)?,
         KlEstimator::K3 => {
             // k3 = exp(ref - logp) - (ref - logp) - 1, clamped as verl's low_var_kl.
-            let kl = log_ratio
-                .f_neg()?
-                .f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
-            kl.f_exp()?
-                .f_sub(&kl)?
-                .f_sub_scalar(1.0)?
-                .f_clamp(-K3_CLAMP, K3_CLAMP)?
+            let kl = log_ratio.f_neg()?.f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
+            kl.f_exp()?.f_sub(&kl)?.f_sub_scalar(1.0)?.f_clamp(-K3_CLAMP, K3_CLAMP)?
         }
     })
 }
@@ -168,10 +132,8 @@ pub fn policy_loss(config: &GrpoConfig, inputs: &LossInputs) -> Result<LossOutpu
 
     let advantages = inputs.advantages.f_to_kind(kind)?.f_unsqueeze(1)?; // [batch, 1]
     let neg_adv = advantages.f_neg()?;
-    let log_ratio = inputs
-        .logprobs
-        .f_sub(&inputs.old_logprobs.f_to_kind(kind)?)?
-        .f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
+    let log_ratio =
+        inputs.logprobs.f_sub(&inputs.old_logprobs.f_to_kind(kind)?)?.f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
     let ratio = log_ratio.f_exp()?;
     let (low, high) = (1.0 - config.clip_low, 1.0 + config.clip_high);
 
@@ -191,21 +153,13 @@ pub fn policy_loss(config: &GrpoConfig, inputs: &LossInputs) -> Result<LossOutpu
 
     let mut kl_value = None;
     if let Some(reference) = &inputs.ref_logprobs {
-        let kl = kl_estimate(
-            &inputs.logprobs,
-            &reference.f_to_kind(kind)?,
-            config.kl_estimator,
-        )?;
+        let kl = kl_estimate(&inputs.logprobs, &reference.f_to_kind(kind)?, config.kl_estimator)?;
         if config.kl_coef > 0.0 {
-            loss = loss
-                .f_add(&aggregate(&kl, &mask, n, config.loss_agg)?.f_mul_scalar(config.kl_coef)?)?;
+            loss = loss.f_add(&aggregate(&kl, &mask, n, config.loss_agg)?.f_mul_scalar(config.kl_coef)?)?;
         }
         kl_value = Some(kl);
     } else if config.kl_coef > 0.0 {
-        bail!(
-            "algorithm/grpo loss: kl_coef is {} but the trainer passed no ref_logprobs",
-            config.kl_coef
-        );
+        bail!("algorithm/grpo loss: kl_coef is {} but the trainer passed no ref_logprobs", config.kl_coef);
     }
     if let Some(entropy) = &inputs.entropy {
         if config.entropy_coef != 0.0 {
@@ -213,10 +167,7 @@ pub fn policy_loss(config: &GrpoConfig, inputs: &LossInputs) -> Result<LossOutpu
             loss = loss.f_sub(&bonus.f_mul_scalar(config.entropy_coef)?)?;
         }
     } else if config.entropy_coef != 0.0 {
-        bail!(
-            "algorithm/grpo loss: entropy_coef is {} but the trainer passed no entropy",
-            config.entropy_coef
-        );
+        bail!("algorithm/grpo loss: entropy_coef is {} but the trainer passed no entropy", config.entropy_coef);
     }
 
     let metrics = tch::no_grad(|| -> Result<BTreeMap<String, f64>> {
@@ -235,35 +186,21 @@ pub fn policy_loss(config: &GrpoConfig, inputs: &LossInputs) -> Result<LossOutpu
         m.insert("clip_frac".into(), high_frac + low_frac);
         if let Some(c) = config.dual_clip {
             let dual = flag(negative.f_logical_and(&ratio.f_gt(c)?)?)?;
-            m.insert(
-                "dual_clip_frac".into(),
-                masked_mean(&dual, &mask, micro_tokens)?,
-            );
+            m.insert("dual_clip_frac".into(), masked_mean(&dual, &mask, micro_tokens)?);
         }
-        m.insert(
-            "ratio_mean".into(),
-            masked_mean(&ratio, &mask, micro_tokens)?,
-        );
+        m.insert("ratio_mean".into(), masked_mean(&ratio, &mask, micro_tokens)?);
         // verl's ppo_kl: mean of old - new log-probs.
-        m.insert(
-            "approx_kl".into(),
-            masked_mean(&log_ratio.f_neg()?, &mask, micro_tokens)?,
-        );
+        m.insert("approx_kl".into(), masked_mean(&log_ratio.f_neg()?, &mask, micro_tokens)?);
         if let Some(kl) = &kl_value {
             m.insert("kl".into(), masked_mean(kl, &mask, micro_tokens)?);
         }
         if let Some(entropy) = &inputs.entropy {
-            m.insert(
-                "entropy".into(),
-                masked_mean(&entropy.f_to_kind(kind)?, &mask, micro_tokens)?,
-            );
+            m.insert("entropy".into(), masked_mean(&entropy.f_to_kind(kind)?, &mask, micro_tokens)?);
         }
         Ok(m)
     })?;
     if let Some((key, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::msg(format!(
-            "algorithm/grpo loss: {key} is {v} (non-finite log-probs or advantages?)"
-        )));
+        return Err(Error::msg(format!("algorithm/grpo loss: {key} is {v} (non-finite log-probs or advantages?)")));
     }
     Ok(LossOutput { loss, metrics })
 }

@@ -25,12 +25,7 @@ fn value(t: &Tensor) -> f64 {
 }
 
 /// Inputs with old log-probs 0, so each token's ratio is exp(logprob).
-fn inputs(
-    ratios: &[&[f64]],
-    advantages: &[f64],
-    mask: &[&[f64]],
-    normalizer: LossNormalizer,
-) -> LossInputs {
+fn inputs(ratios: &[&[f64]], advantages: &[f64], mask: &[&[f64]], normalizer: LossNormalizer) -> LossInputs {
     let logprobs = t2(ratios).log().set_requires_grad(true);
     LossInputs {
         old_logprobs: logprobs.zeros_like(),
@@ -44,11 +39,7 @@ fn inputs(
 }
 
 fn norm(tokens: f64, sequences: f64, max_response_len: f64) -> LossNormalizer {
-    LossNormalizer {
-        tokens,
-        sequences,
-        max_response_len,
-    }
+    LossNormalizer { tokens, sequences, max_response_len }
 }
 
 fn config(v: serde_json::Value) -> GrpoConfig {
@@ -63,12 +54,7 @@ fn close(a: f64, b: f64) {
 fn clip_cases_for_positive_advantage() {
     // A = +1, bounds [0.8, 1.2]: ratio 1.1 inside (-1.1), 1.5 clipped high (-1.2), 0.5 not clipped
     // for a positive advantage (the pessimistic unclipped -0.5 wins), 1.0 (-1).
-    let x = inputs(
-        &[&[1.1, 1.5, 0.5, 1.0]],
-        &[1.0],
-        &[&[1.0; 4]],
-        norm(4.0, 1.0, 4.0),
-    );
+    let x = inputs(&[&[1.1, 1.5, 0.5, 1.0]], &[1.0], &[&[1.0; 4]], norm(4.0, 1.0, 4.0));
     let out = policy_loss(&config(json!({})), &x).unwrap();
     close(value(&out.loss), (-1.1 - 1.2 - 0.5 - 1.0) / 4.0);
     close(out.metrics["clip_frac_high"], 0.25);
@@ -83,14 +69,7 @@ fn clip_cases_for_positive_advantage() {
 fn clip_cases_for_negative_advantage_and_dual_clip() {
     // A = -1: loss = max(r, clamp(r, 0.8, 1.2)): 1.1 -> 1.1, 1.5 -> 1.5 (not clipped), 0.5 -> 0.8
     // (clipped low), 0.7 -> 0.8 (clipped low).
-    let make = || {
-        inputs(
-            &[&[1.1, 1.5, 0.5, 0.7]],
-            &[-1.0],
-            &[&[1.0; 4]],
-            norm(4.0, 1.0, 4.0),
-        )
-    };
+    let make = || inputs(&[&[1.1, 1.5, 0.5, 0.7]], &[-1.0], &[&[1.0; 4]], norm(4.0, 1.0, 4.0));
     let out = policy_loss(&config(json!({})), &make()).unwrap();
     close(value(&out.loss), (1.1 + 1.5 + 0.8 + 0.8) / 4.0);
     close(out.metrics["clip_frac_low"], 0.5);
@@ -106,31 +85,15 @@ fn clip_higher_is_asymmetric() {
     // clip_high 0.28: ratio 1.25 is inside; clip_low 0.2: ratio 0.75 with A < 0 is clipped to 0.8.
     let c = config(json!({"clip_low": 0.2, "clip_high": 0.28}));
     let x = inputs(&[&[1.25, 1.3]], &[2.0], &[&[1.0, 1.0]], norm(2.0, 1.0, 2.0));
-    close(
-        value(&policy_loss(&c, &x).unwrap().loss),
-        -2.0 * (1.25 + 1.28) / 2.0,
-    );
-    let x = inputs(
-        &[&[0.75, 0.85]],
-        &[-2.0],
-        &[&[1.0, 1.0]],
-        norm(2.0, 1.0, 2.0),
-    );
-    close(
-        value(&policy_loss(&c, &x).unwrap().loss),
-        2.0 * (0.8 + 0.85) / 2.0,
-    );
+    close(value(&policy_loss(&c, &x).unwrap().loss), -2.0 * (1.25 + 1.28) / 2.0);
+    let x = inputs(&[&[0.75, 0.85]], &[-2.0], &[&[1.0, 1.0]], norm(2.0, 1.0, 2.0));
+    close(value(&policy_loss(&c, &x).unwrap().loss), 2.0 * (0.8 + 0.85) / 2.0);
 }
 
 /// Two sequences: [[a, b, pad], [c, pad, pad]] with ratio 1 and advantages [1, -3], so the per-token
 /// losses are [[-1, -1], [3]].
 fn agg_case(n: LossNormalizer) -> LossInputs {
-    inputs(
-        &[&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]],
-        &[1.0, -3.0],
-        &[&[1.0, 1.0, 0.0], &[1.0, 0.0, 0.0]],
-        n,
-    )
+    inputs(&[&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]], &[1.0, -3.0], &[&[1.0, 1.0, 0.0], &[1.0, 0.0, 0.0]], n)
 }
 
 #[test]
@@ -143,68 +106,24 @@ fn aggregation_modes_by_hand() {
     ];
     for (mode, want) in cases {
         let c = config(json!({ "loss_agg": mode }));
-        close(
-            value(
-                &policy_loss(&c, &agg_case(norm(3.0, 2.0, 4.0)))
-                    .unwrap()
-                    .loss,
-            ),
-            want,
-        );
+        close(value(&policy_loss(&c, &agg_case(norm(3.0, 2.0, 4.0))).unwrap().loss), want);
         // As part of a mini-batch twice as large, the share halves.
-        close(
-            value(
-                &policy_loss(&c, &agg_case(norm(6.0, 4.0, 4.0)))
-                    .unwrap()
-                    .loss,
-            ),
-            want / 2.0,
-        );
+        close(value(&policy_loss(&c, &agg_case(norm(6.0, 4.0, 4.0))).unwrap().loss), want / 2.0);
     }
 }
 
 #[test]
 fn micro_batch_losses_add_up_to_the_mini_batch_loss() {
-    let ratios: [&[f64]; 4] = [
-        &[1.1, 0.9, 1.3],
-        &[0.7, 1.0, 1.0],
-        &[1.25, 1.05, 0.6],
-        &[1.0, 1.4, 1.0],
-    ];
-    let mask: [&[f64]; 4] = [
-        &[1.0, 1.0, 1.0],
-        &[1.0, 0.0, 0.0],
-        &[1.0, 1.0, 0.0],
-        &[1.0, 1.0, 1.0],
-    ];
+    let ratios: [&[f64]; 4] = [&[1.1, 0.9, 1.3], &[0.7, 1.0, 1.0], &[1.25, 1.05, 0.6], &[1.0, 1.4, 1.0]];
+    let mask: [&[f64]; 4] = [&[1.0, 1.0, 1.0], &[1.0, 0.0, 0.0], &[1.0, 1.0, 0.0], &[1.0, 1.0, 1.0]];
     let adv = [0.5, -1.5, 2.0, -0.25];
     let n = norm(9.0, 4.0, 5.0);
-    for mode in [
-        "token-mean",
-        "seq-mean-token-sum",
-        "seq-mean-token-mean",
-        "seq-mean-token-sum-norm",
-    ] {
+    for mode in ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] {
         let c = config(json!({ "loss_agg": mode, "dual_clip": 3.0 }));
-        let whole = value(
-            &policy_loss(&c, &inputs(&ratios, &adv, &mask, n))
-                .unwrap()
-                .loss,
-        );
-        let first = value(
-            &policy_loss(&c, &inputs(&ratios[..2], &adv[..2], &mask[..2], n))
-                .unwrap()
-                .loss,
-        );
-        let second = value(
-            &policy_loss(&c, &inputs(&ratios[2..], &adv[2..], &mask[2..], n))
-                .unwrap()
-                .loss,
-        );
-        assert!(
-            (whole - (first + second)).abs() < 1e-12,
-            "{mode}: {whole} vs {first} + {second}"
-        );
+        let whole = value(&policy_loss(&c, &inputs(&ratios, &adv, &mask, n)).unwrap().loss);
+        let first = value(&policy_loss(&c, &inputs(&ratios[..2], &adv[..2], &mask[..2], n)).unwrap().loss);
+        let second = value(&policy_loss(&c, &inputs(&ratios[2..], &adv[2..], &mask[2..], n)).unwrap().loss);
+        assert!((whole - (first + second)).abs() < 1e-12, "{mode}: {whole} vs {first} + {second}");
     }
     // token-mean over the whole mini-batch is verl's masked mean.
     let c = config(json!({}));
@@ -224,18 +143,12 @@ fn kl_estimators_by_hand() {
     let logp = t1(&[0.5f64.ln()]);
     let reference = t1(&[0.25f64.ln()]);
     let ln2 = 2f64.ln();
-    let k = |e| {
-        kl_estimate(&logp, &reference, e)
-            .unwrap()
-            .double_value(&[0])
-    };
+    let k = |e| kl_estimate(&logp, &reference, e).unwrap().double_value(&[0]);
     close(k(KlEstimator::K1), ln2);
     close(k(KlEstimator::K2), 0.5 * ln2 * ln2);
     close(k(KlEstimator::K3), 0.5 + ln2 - 1.0);
     // k3 is clamped to 10 as in verl's low_var_kl.
-    let far = kl_estimate(&t1(&[-30.0]), &t1(&[0.0]), KlEstimator::K3)
-        .unwrap()
-        .double_value(&[0]);
+    let far = kl_estimate(&t1(&[-30.0]), &t1(&[0.0]), KlEstimator::K3).unwrap().double_value(&[0]);
     close(far, 10.0);
 }
 
@@ -259,9 +172,7 @@ fn kl_and_entropy_terms_enter_the_loss() {
     // A coefficient without its input is an error, not a silent zero.
     let e = policy_loss(&c, &base()).unwrap_err().to_string();
     assert!(e.contains("ref_logprobs"), "{e}");
-    let e = policy_loss(&config(json!({"entropy_coef": 0.01})), &base())
-        .unwrap_err()
-        .to_string();
+    let e = policy_loss(&config(json!({"entropy_coef": 0.01})), &base()).unwrap_err().to_string();
     assert!(e.contains("entropy"), "{e}");
 }
 
@@ -284,76 +195,33 @@ fn shape_and_normalizer_errors_are_clear() {
     assert!(e.contains("advantages") && e.contains("[1]"), "{e}");
     let mut x = inputs(&[&[1.0, 1.0]], &[1.0], &[&[1.0, 1.0]], norm(2.0, 1.0, 2.0));
     x.mask = t2(&[&[1.0, 1.0, 1.0]]);
-    assert!(
-        policy_loss(&c, &x)
-            .unwrap_err()
-            .to_string()
-            .contains("mask has shape")
-    );
+    assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("mask has shape"));
     let mut x = inputs(&[&[1.0, 1.0]], &[1.0], &[&[1.0, 1.0]], norm(2.0, 1.0, 2.0));
     x.logprobs = t1(&[0.0, 0.0]);
-    assert!(
-        policy_loss(&c, &x)
-            .unwrap_err()
-            .to_string()
-            .contains("[batch, response_len]")
-    );
+    assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("[batch, response_len]"));
     let x = inputs(&[&[1.0, 1.0]], &[1.0], &[&[1.0, 1.0]], norm(1.0, 1.0, 2.0));
-    assert!(
-        policy_loss(&c, &x)
-            .unwrap_err()
-            .to_string()
-            .contains("normalizer.tokens")
-    );
-    let x = inputs(
-        &[&[1.0], &[1.0]],
-        &[1.0, 1.0],
-        &[&[1.0], &[1.0]],
-        norm(2.0, 1.0, 2.0),
-    );
-    assert!(
-        policy_loss(&c, &x)
-            .unwrap_err()
-            .to_string()
-            .contains("normalizer.sequences")
-    );
+    assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("normalizer.tokens"));
+    let x = inputs(&[&[1.0], &[1.0]], &[1.0, 1.0], &[&[1.0], &[1.0]], norm(2.0, 1.0, 2.0));
+    assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("normalizer.sequences"));
     let x = inputs(&[&[1.0]], &[1.0], &[&[1.0]], norm(f64::NAN, 1.0, 2.0));
-    assert!(
-        policy_loss(&c, &x)
-            .unwrap_err()
-            .to_string()
-            .contains("finite")
-    );
+    assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("finite"));
 }
 
 #[test]
 fn aggregate_of_an_all_masked_micro_batch_is_zero() {
     let m = t2(&[&[0.0, 0.0]]);
     let v = t2(&[&[5.0, 6.0]]);
-    for mode in [
-        LossAgg::TokenMean,
-        LossAgg::SeqMeanTokenSum,
-        LossAgg::SeqMeanTokenMean,
-        LossAgg::SeqMeanTokenSumNorm,
-    ] {
-        close(
-            value(&aggregate(&v, &m, &norm(0.0, 1.0, 2.0), mode).unwrap()),
-            0.0,
-        );
+    for mode in [LossAgg::TokenMean, LossAgg::SeqMeanTokenSum, LossAgg::SeqMeanTokenMean, LossAgg::SeqMeanTokenSumNorm]
+    {
+        close(value(&aggregate(&v, &m, &norm(0.0, 1.0, 2.0), mode).unwrap()), 0.0);
     }
 }
 
 #[test]
 fn trait_entry_point_uses_the_config() {
     let g = Grpo::new(config(json!({"loss_agg": "seq-mean-token-mean"}))).unwrap();
-    close(
-        value(&g.loss(&agg_case(norm(3.0, 2.0, 4.0))).unwrap().loss),
-        1.0,
-    );
-    assert_eq!(
-        g.loss(&agg_case(norm(3.0, 2.0, 4.0))).unwrap().loss.kind(),
-        Kind::Double
-    );
+    close(value(&g.loss(&agg_case(norm(3.0, 2.0, 4.0))).unwrap().loss), 1.0);
+    assert_eq!(g.loss(&agg_case(norm(3.0, 2.0, 4.0))).unwrap().loss.kind(), Kind::Double);
 }
 
 /// One token: (log-ratio, advantage).
@@ -456,22 +324,12 @@ fn reference_loss(
     agg(&pg) + c.kl_coef * agg(&kl) - c.entropy_coef * agg(&|i, t| entropy[i][t])
 }
 
-fn matrix(
-    rows: usize,
-    cols: usize,
-    range: std::ops::Range<f64>,
-) -> impl Strategy<Value = Vec<Vec<f64>>> {
+fn matrix(rows: usize, cols: usize, range: std::ops::Range<f64>) -> impl Strategy<Value = Vec<Vec<f64>>> {
     prop::collection::vec(prop::collection::vec(range, cols), rows)
 }
 
 /// (log-ratios, logp - ref, entropy, advantages, mask) of one random micro-batch.
-type Case = (
-    Vec<Vec<f64>>,
-    Vec<Vec<f64>>,
-    Vec<Vec<f64>>,
-    Vec<f64>,
-    Vec<Vec<f64>>,
-);
+type Case = (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>);
 
 fn case() -> impl Strategy<Value = Case> {
     (1usize..5, 1usize..7).prop_flat_map(|(b, t)| {
@@ -480,10 +338,7 @@ fn case() -> impl Strategy<Value = Case> {
             matrix(b, t, -3.0..3.0),
             matrix(b, t, 0.0..3.0),
             prop::collection::vec(-2.0f64..2.0, b),
-            prop::collection::vec(
-                prop::collection::vec(prop::bool::weighted(0.7).prop_map(f64::from), t),
-                b,
-            ),
+            prop::collection::vec(prop::collection::vec(prop::bool::weighted(0.7).prop_map(f64::from), t), b),
         )
     })
 }

@@ -4,8 +4,7 @@
 
 use longrl_core::abi::Component;
 use longrl_core::api::{
-    ComponentContext, ComponentInfo, ComponentKind, Curriculum, PhaseLength, PhaseProgress,
-    PhaseSpec, PhaseTransition,
+    ComponentContext, ComponentInfo, ComponentKind, Curriculum, PhaseLength, PhaseProgress, PhaseSpec, PhaseTransition,
 };
 use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
@@ -39,10 +38,7 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
         "required, in order: [{ name, max_input_tokens = L(k), max_output_tokens, steps = N | epochs = N }]; \
          limits must increase. QwenLong-L1: 20000 then 60000 input tokens, 10000 output",
     ),
-    (
-        "cumulative",
-        "phase k admits every prompt <= L(k) instead of L(k-1) < tokens <= L(k)",
-    ),
+    ("cumulative", "phase k admits every prompt <= L(k) instead of L(k-1) < tokens <= L(k)"),
 ];
 
 /// Where the curriculum stands; this is its checkpoint state.
@@ -60,26 +56,16 @@ pub struct PhasedCurriculum {
 impl PhasedCurriculum {
     fn from_config(config: PhasedConfig) -> Result<Self> {
         if config.phases.is_empty() {
-            return Err(Error::config(
-                "phases",
-                format!("{COMPONENT}: at least one phase is required"),
-            ));
+            return Err(Error::config("phases", format!("{COMPONENT}: at least one phase is required")));
         }
         let mut phases = Vec::with_capacity(config.phases.len());
         let mut previous_limit = 0u64;
         for (i, p) in config.phases.iter().enumerate() {
             let key = |field: &str| format!("phases[{i}].{field}");
-            let bad = |field: &str, msg: String| {
-                Error::config(
-                    key(field),
-                    format!("{COMPONENT}: phase `{}`: {msg}", p.name),
-                )
-            };
+            let bad =
+                |field: &str, msg: String| Error::config(key(field), format!("{COMPONENT}: phase `{}`: {msg}", p.name));
             if p.name.trim().is_empty() {
-                return Err(Error::config(
-                    key("name"),
-                    format!("{COMPONENT}: phase {i} needs a name"),
-                ));
+                return Err(Error::config(key("name"), format!("{COMPONENT}: phase {i} needs a name")));
             }
             if p.max_input_tokens == 0 {
                 return Err(bad("max_input_tokens", "must be positive".into()));
@@ -87,10 +73,7 @@ impl PhasedCurriculum {
             if p.max_input_tokens <= previous_limit {
                 return Err(bad(
                     "max_input_tokens",
-                    format!(
-                        "{} must exceed the previous phase's limit {previous_limit}",
-                        p.max_input_tokens
-                    ),
+                    format!("{} must exceed the previous phase's limit {previous_limit}", p.max_input_tokens),
                 ));
             }
             if p.max_output_tokens == 0 {
@@ -102,16 +85,10 @@ impl PhasedCurriculum {
                 (Some(n), None) => PhaseLength::Steps(n),
                 (None, Some(n)) => PhaseLength::Epochs(n),
                 (Some(_), Some(_)) => {
-                    return Err(bad(
-                        "steps",
-                        "give either `steps` or `epochs`, not both".into(),
-                    ));
+                    return Err(bad("steps", "give either `steps` or `epochs`, not both".into()));
                 }
                 (None, None) => {
-                    return Err(bad(
-                        "steps",
-                        "give its length as `steps` or `epochs`".into(),
-                    ));
+                    return Err(bad("steps", "give its length as `steps` or `epochs`".into()));
                 }
             };
             if phases.iter().any(|q: &PhaseSpec| q.name == p.name) {
@@ -126,10 +103,7 @@ impl PhasedCurriculum {
             });
             previous_limit = p.max_input_tokens;
         }
-        Ok(PhasedCurriculum {
-            phases,
-            state: PhasedState::default(),
-        })
+        Ok(PhasedCurriculum { phases, state: PhasedState::default() })
     }
 
     fn phase_done(&self, progress: PhaseProgress) -> bool {
@@ -244,14 +218,7 @@ mod tests {
         assert_eq!(p[1].min_input_tokens_exclusive, 20000);
         assert_eq!(p[1].length, PhaseLength::Epochs(2));
         // Each length lands in exactly one phase, boundaries inclusive above.
-        let cases = [
-            (1, Some(0)),
-            (20000, Some(0)),
-            (20001, Some(1)),
-            (60000, Some(1)),
-            (60001, None),
-            (0, None),
-        ];
+        let cases = [(1, Some(0)), (20000, Some(0)), (20001, Some(1)), (60000, Some(1)), (60001, None), (0, None)];
         for (tokens, want) in cases {
             let got: Vec<usize> = (0..p.len()).filter(|&k| p[k].admits(tokens)).collect();
             assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{tokens} tokens");
@@ -271,18 +238,10 @@ mod tests {
         let mut c = recipe(false);
         let at = |steps, epochs| PhaseProgress { steps, epochs };
         assert_eq!(c.advance(at(1, 0)).unwrap(), PhaseTransition::Continue);
-        assert_eq!(
-            c.advance(at(2, 5)).unwrap(),
-            PhaseTransition::Continue,
-            "phase 0 counts steps, not epochs"
-        );
+        assert_eq!(c.advance(at(2, 5)).unwrap(), PhaseTransition::Continue, "phase 0 counts steps, not epochs");
         assert_eq!(c.advance(at(3, 0)).unwrap(), PhaseTransition::Enter(1));
         assert_eq!(c.current_phase(), 1);
-        assert_eq!(
-            c.advance(at(100, 1)).unwrap(),
-            PhaseTransition::Continue,
-            "phase 1 counts epochs"
-        );
+        assert_eq!(c.advance(at(100, 1)).unwrap(), PhaseTransition::Continue, "phase 1 counts epochs");
         assert_eq!(c.advance(at(101, 2)).unwrap(), PhaseTransition::Finished);
         assert_eq!(c.advance(at(0, 0)).unwrap(), PhaseTransition::Finished);
         assert_eq!(c.current_phase(), 1);
@@ -291,45 +250,21 @@ mod tests {
     #[test]
     fn state_round_trips() {
         let mut c = recipe(false);
-        c.advance(PhaseProgress {
-            steps: 3,
-            epochs: 0,
-        })
-        .unwrap();
+        c.advance(PhaseProgress { steps: 3, epochs: 0 }).unwrap();
         let saved = c.save_state().unwrap();
         let mut d = recipe(false);
         assert_eq!(d.current_phase(), 0);
         d.load_state(&saved).unwrap();
         assert_eq!(d.current_phase(), 1);
-        assert_eq!(
-            d.advance(PhaseProgress {
-                steps: 0,
-                epochs: 2
-            })
-            .unwrap(),
-            PhaseTransition::Finished
-        );
+        assert_eq!(d.advance(PhaseProgress { steps: 0, epochs: 2 }).unwrap(), PhaseTransition::Finished);
         // A finished curriculum stays finished after a restore.
         let mut e = recipe(false);
         e.load_state(&d.save_state().unwrap()).unwrap();
-        assert_eq!(
-            e.advance(PhaseProgress::default()).unwrap(),
-            PhaseTransition::Finished
-        );
-        assert!(
-            e.load_state(b"{not json")
-                .unwrap_err()
-                .to_string()
-                .contains("malformed")
-        );
-        let one_phase = make(
-            json!({"phases": [{"name": "a", "max_input_tokens": 5, "max_output_tokens": 5, "steps": 1}]}),
-        );
-        let err = one_phase
-            .unwrap()
-            .load_state(&saved)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(e.advance(PhaseProgress::default()).unwrap(), PhaseTransition::Finished);
+        assert!(e.load_state(b"{not json").unwrap_err().to_string().contains("malformed"));
+        let one_phase =
+            make(json!({"phases": [{"name": "a", "max_input_tokens": 5, "max_output_tokens": 5, "steps": 1}]}));
+        let err = one_phase.unwrap().load_state(&saved).unwrap_err().to_string();
         assert!(err.contains("phase 1"), "{err}");
     }
 
@@ -339,37 +274,22 @@ mod tests {
         let err = |config: serde_json::Value| make(config).err().expect("should fail").to_string();
         assert!(err(json!({})).contains("at least one phase"));
         let e = err(json!({"phases": [phase("a", 100, 10), phase("b", 100, 10)]}));
-        assert!(
-            e.contains("phases[1].max_input_tokens") && e.contains("`b`") && e.contains("previous"),
-            "{e}"
-        );
+        assert!(e.contains("phases[1].max_input_tokens") && e.contains("`b`") && e.contains("previous"), "{e}");
         let e = err(json!({"phases": [phase("a", 0, 10)]}));
-        assert!(
-            e.contains("phases[0].max_input_tokens") && e.contains("positive"),
-            "{e}"
-        );
+        assert!(e.contains("phases[0].max_input_tokens") && e.contains("positive"), "{e}");
         let e = err(json!({"phases": [phase("a", 10, 0)]}));
         assert!(e.contains("phases[0].max_output_tokens"), "{e}");
-        let e = err(
-            json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10}]}),
-        );
-        assert!(
-            e.contains("phases[0].steps") && e.contains("`epochs`"),
-            "{e}"
-        );
+        let e = err(json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10}]}));
+        assert!(e.contains("phases[0].steps") && e.contains("`epochs`"), "{e}");
         let e = err(
             json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10, "steps": 1, "epochs": 1}]}),
         );
         assert!(e.contains("not both"), "{e}");
-        let e = err(
-            json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10, "epochs": 0}]}),
-        );
+        let e = err(json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10, "epochs": 0}]}));
         assert!(e.contains("phases[0].epochs"), "{e}");
         let e = err(json!({"phases": [phase("a", 10, 10), phase("a", 20, 10)]}));
         assert!(e.contains("unique"), "{e}");
-        let e = err(
-            json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10, "step": 1}]}),
-        );
+        let e = err(json!({"phases": [{"name": "a", "max_input_tokens": 10, "max_output_tokens": 10, "step": 1}]}));
         assert!(e.contains("step"), "{e}");
         let e = err(json!({"phase": []}));
         assert!(e.contains("phase"), "{e}");

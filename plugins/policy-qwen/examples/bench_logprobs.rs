@@ -23,8 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the `longrl` binary does, so that both columns of the bench count live memory alike.
     longrl_core::memory::return_large_frees_to_os();
     let mut args = std::env::args().skip(1);
-    let (mut model, mut tokens, mut chunk, mut checkpointing, mut repeats) =
-        (None, 4096usize, 1024u32, false, 1usize);
+    let (mut model, mut tokens, mut chunk, mut checkpointing, mut repeats) = (None, 4096usize, 1024u32, false, 1usize);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -45,27 +44,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut policy = QwenPolicy::new(config, Device::Cpu)?;
     let vocab = policy.describe()?.vocab_size;
-    let ids: Vec<u32> = (0..tokens as u64)
-        .map(|i| ((i * 2_654_435_761) % vocab) as u32)
-        .collect();
-    let batch = [Sequence {
-        prompt: ids[..1].to_vec(),
-        response: ids[1..].to_vec(),
-    }];
-    let options = LogprobOptions {
-        with_grad: true,
-        chunk_tokens: chunk,
-        ..Default::default()
-    };
+    let ids: Vec<u32> = (0..tokens as u64).map(|i| ((i * 2_654_435_761) % vocab) as u32).collect();
+    let batch = [Sequence { prompt: ids[..1].to_vec(), response: ids[1..].to_vec() }];
+    let options = LogprobOptions { with_grad: true, chunk_tokens: chunk, ..Default::default() };
     let params = policy.parameters()?;
     let mut seconds = Vec::new();
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
         let out = policy.logprobs(&batch, &options)?;
-        out.logprobs
-            .f_mul(&out.mask)?
-            .f_sum(Kind::Float)?
-            .f_backward()?;
+        out.logprobs.f_mul(&out.mask)?.f_sum(Kind::Float)?.f_backward()?;
         seconds.push(start.elapsed().as_secs_f64());
         for (_, p) in &params {
             let mut p = p.shallow_clone();

@@ -18,10 +18,9 @@ pub const DEFAULT_SHARD_BYTES: usize = 4 << 30;
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.exists() {
-        let text = std::fs::read_to_string(&index)
-            .map_err(|e| Error::msg(format!("{}: {e}", index.display())))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", index.display())))?;
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::msg(format!("{}: {e}", index.display())))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", index.display())))?;
         let map = value
             .get("weight_map")
             .and_then(Value::as_object)
@@ -33,10 +32,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.exists() {
         return Ok(vec![single]);
     }
-    Err(Error::msg(format!(
-        "{}: no {SINGLE_FILE} or {INDEX_FILE}",
-        dir.display()
-    )))
+    Err(Error::msg(format!("{}: no {SINGLE_FILE} or {INDEX_FILE}", dir.display())))
 }
 
 fn kind_of(dtype: Dtype) -> Option<Kind> {
@@ -75,18 +71,13 @@ pub fn read_weights(
     let wanted: BTreeMap<&str, &Vec<i64>> = expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let mut seen = BTreeSet::new();
     for file in weight_files(dir)? {
-        let handle = std::fs::File::open(&file)
-            .map_err(|e| Error::msg(format!("{}: {e}", file.display())))?;
+        let handle = std::fs::File::open(&file).map_err(|e| Error::msg(format!("{}: {e}", file.display())))?;
         // SAFETY: the file is only read; a concurrent writer could change the bytes under us, which
         // at worst yields garbage weights, not memory unsafety in Rust code (we copy out of it).
-        let mmap = unsafe { memmap2::Mmap::map(&handle) }
-            .map_err(|e| Error::msg(format!("{}: {e}", file.display())))?;
-        let tensors = SafeTensors::deserialize(&mmap).map_err(|e| {
-            Error::msg(format!(
-                "{}: not a valid safetensors file: {e}",
-                file.display()
-            ))
-        })?;
+        let mmap =
+            unsafe { memmap2::Mmap::map(&handle) }.map_err(|e| Error::msg(format!("{}: {e}", file.display())))?;
+        let tensors = SafeTensors::deserialize(&mmap)
+            .map_err(|e| Error::msg(format!("{}: not a valid safetensors file: {e}", file.display())))?;
         // In name order, so that the first error reported is the same on every run.
         let mut entries = tensors.tensors();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -95,10 +86,7 @@ pub fn read_weights(
                 continue;
             }
             let Some(shape) = wanted.get(name.as_str()) else {
-                return Err(Error::msg(format!(
-                    "{}: unexpected tensor `{name}`",
-                    file.display()
-                )));
+                return Err(Error::msg(format!("{}: unexpected tensor `{name}`", file.display())));
             };
             let got: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             if got != **shape {
@@ -108,36 +96,18 @@ pub fn read_weights(
                 )));
             }
             let src_kind = kind_of(view.dtype()).ok_or_else(|| {
-                Error::msg(format!(
-                    "{}: tensor `{name}` has unsupported dtype {:?}",
-                    file.display(),
-                    view.dtype()
-                ))
+                Error::msg(format!("{}: tensor `{name}` has unsupported dtype {:?}", file.display(), view.dtype()))
             })?;
-            let tensor = Tensor::f_from_data_size(view.data(), &got, src_kind)?
-                .f_to(device)?
-                .f_to_kind(kind)?;
+            let tensor = Tensor::f_from_data_size(view.data(), &got, src_kind)?.f_to(device)?.f_to_kind(kind)?;
             if !seen.insert(name.clone()) {
-                return Err(Error::msg(format!(
-                    "{}: tensor `{name}` appears twice",
-                    file.display()
-                )));
+                return Err(Error::msg(format!("{}: tensor `{name}` appears twice", file.display())));
             }
             visit(&name, tensor)?;
         }
     }
-    let missing: Vec<&str> = wanted
-        .keys()
-        .filter(|n| !seen.contains(**n))
-        .copied()
-        .collect();
+    let missing: Vec<&str> = wanted.keys().filter(|n| !seen.contains(**n)).copied().collect();
     if !missing.is_empty() {
-        let shown = missing
-            .iter()
-            .take(8)
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let shown = missing.iter().take(8).map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
         return Err(Error::msg(format!(
             "{}: {} missing tensor(s): {shown}{}",
             dir.display(),
@@ -149,11 +119,7 @@ pub fn read_weights(
 }
 
 /// Write `tensors` as HF safetensors into `dir`, sharded with an index past `max_shard_bytes`.
-pub fn write_weights(
-    dir: &Path,
-    tensors: &[(String, Tensor)],
-    max_shard_bytes: usize,
-) -> Result<()> {
+pub fn write_weights(dir: &Path, tensors: &[(String, Tensor)], max_shard_bytes: usize) -> Result<()> {
     // Host copies of every tensor, grouped into shards in order.
     let mut shards: Vec<Vec<(String, Dtype, Vec<usize>, Vec<u8>)>> = vec![Vec::new()];
     let mut shard_bytes = 0usize;
@@ -171,24 +137,13 @@ pub fn write_weights(
         shard_bytes += bytes.len();
         total += bytes.len();
         let shape = t.size().iter().map(|&d| d as usize).collect();
-        shards
-            .last_mut()
-            .expect("one shard")
-            .push((name.clone(), dtype, shape, bytes));
+        shards.last_mut().expect("one shard").push((name.clone(), dtype, shape, bytes));
     }
-    let metadata = Some(
-        [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect(),
-    );
+    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
     for (i, shard) in shards.iter().enumerate() {
-        let file = if n == 1 {
-            SINGLE_FILE.to_string()
-        } else {
-            format!("model-{:05}-of-{n:05}.safetensors", i + 1)
-        };
+        let file = if n == 1 { SINGLE_FILE.to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
         let views = shard
             .iter()
             .map(|(name, dtype, shape, bytes)| {

@@ -26,35 +26,23 @@ struct Row {
 /// sees itself so that rows of padding never softmax over nothing.
 fn attention_mask(key_valid: &Tensor, q_start: i64, q_len: i64, k_len: i64) -> Result<Tensor> {
     let device = key_valid.device();
-    let q =
-        Tensor::f_arange_start(q_start, q_start + q_len, (Kind::Int64, device))?.f_unsqueeze(1)?;
+    let q = Tensor::f_arange_start(q_start, q_start + q_len, (Kind::Int64, device))?.f_unsqueeze(1)?;
     let k = Tensor::f_arange(k_len, (Kind::Int64, device))?.f_unsqueeze(0)?;
     let causal = k.f_le_tensor(&q)?; // [q, k]
     let itself = k.f_eq_tensor(&q)?;
-    let valid = key_valid
-        .f_narrow(1, 0, k_len)?
-        .f_unsqueeze(1)?
-        .f_unsqueeze(1)?; // [S,1,1,k]
+    let valid = key_valid.f_narrow(1, 0, k_len)?.f_unsqueeze(1)?.f_unsqueeze(1)?; // [S,1,1,k]
     Ok(valid.f_logical_and(&causal)?.f_logical_or(&itself)?)
 }
 
 fn rows_to_cpu(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
     let vocab = logits.size()[1] as usize;
-    let flat = logits
-        .f_to_kind(Kind::Float)?
-        .f_to(Device::Cpu)?
-        .f_contiguous()?
-        .f_view([-1])?;
+    let flat = logits.f_to_kind(Kind::Float)?.f_to(Device::Cpu)?.f_contiguous()?.f_view([-1])?;
     Ok((Vec::<f32>::try_from(&flat)?, vocab))
 }
 
 /// Earliest occurrence of any stop string in `text`.
 fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
 }
 
 pub fn generate(
@@ -90,15 +78,8 @@ pub fn generate(
     }
     let _guard = tch::no_grad_guard();
     let device = model.device;
-    let sampler = Sampler {
-        temperature: params.temperature,
-        top_k: params.top_k,
-        top_p: params.top_p,
-    };
-    let seqs: Vec<&Vec<u32>> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(p, params.n as usize))
-        .collect();
+    let sampler = Sampler { temperature: params.temperature, top_k: params.top_k, top_p: params.top_p };
+    let seqs: Vec<&Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p, params.n as usize)).collect();
     let s = seqs.len() as i64;
     let l = seqs.iter().map(|p| p.len()).max().unwrap_or(0) as i64;
     let max_new = params.max_new_tokens as i64;
@@ -121,12 +102,7 @@ pub fn generate(
     if max_new == 0 {
         out.generations = rows
             .into_iter()
-            .map(|_| Generation {
-                tokens: vec![],
-                text: String::new(),
-                logprobs: vec![],
-                finish: FinishReason::Length,
-            })
+            .map(|_| Generation { tokens: vec![], text: String::new(), logprobs: vec![], finish: FinishReason::Length })
             .collect();
         return Ok(out);
     }
@@ -164,21 +140,10 @@ pub fn generate(
     let mut c0 = 0;
     while c0 < l {
         let len = chunk.min(l - c0);
-        let mask = if any_padding || c0 > 0 {
-            Some(attention_mask(&key_valid, c0, len, c0 + len)?)
-        } else {
-            None
-        };
-        let spec = AttentionSpec {
-            mask: mask.as_ref(),
-            write_at: c0,
-        };
-        let h = model.forward_hidden(
-            &ids.f_narrow(1, c0, len)?,
-            &pos.f_narrow(1, c0, len)?,
-            &spec,
-            Some(&mut caches),
-        )?;
+        let mask = if any_padding || c0 > 0 { Some(attention_mask(&key_valid, c0, len, c0 + len)?) } else { None };
+        let spec = AttentionSpec { mask: mask.as_ref(), write_at: c0 };
+        let h =
+            model.forward_hidden(&ids.f_narrow(1, c0, len)?, &pos.f_narrow(1, c0, len)?, &spec, Some(&mut caches))?;
         last_hidden = Some(h.f_narrow(1, len - 1, 1)?.f_squeeze_dim(1)?);
         c0 += len;
     }
@@ -215,12 +180,8 @@ pub fn generate(
                 row.finish = Some(FinishReason::Length);
             }
         }
-        let keep: Vec<i64> = active
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| rows[**r].finish.is_none())
-            .map(|(a, _)| a as i64)
-            .collect();
+        let keep: Vec<i64> =
+            active.iter().enumerate().filter(|(_, r)| rows[**r].finish.is_none()).map(|(a, _)| a as i64).collect();
         if keep.is_empty() {
             break;
         }
@@ -234,26 +195,16 @@ pub fn generate(
             key_valid = key_valid.f_index_select(0, &index)?;
             active = keep.iter().map(|&a| active[a as usize]).collect();
         }
-        let next: Vec<i64> = active
-            .iter()
-            .map(|&r| *rows[r].tokens.last().expect("sampled") as i64)
-            .collect();
+        let next: Vec<i64> = active.iter().map(|&r| *rows[r].tokens.last().expect("sampled") as i64).collect();
         let next_pos: Vec<i64> = active.iter().map(|&r| rows[r].prompt_len + step).collect();
         let a = active.len() as i64;
         let write_at = l + step;
         let mask = if active.iter().any(|&r| rows[r].padded) {
-            Some(
-                key_valid
-                    .f_narrow(1, 0, write_at + 1)?
-                    .f_view([a, 1, 1, write_at + 1])?,
-            )
+            Some(key_valid.f_narrow(1, 0, write_at + 1)?.f_view([a, 1, 1, write_at + 1])?)
         } else {
             None
         };
-        let spec = AttentionSpec {
-            mask: mask.as_ref(),
-            write_at,
-        };
+        let spec = AttentionSpec { mask: mask.as_ref(), write_at };
         let input = Tensor::from_slice(&next).f_view([a, 1])?.f_to(device)?;
         let positions = Tensor::from_slice(&next_pos).f_view([a, 1])?.f_to(device)?;
         let h = model.forward_hidden(&input, &positions, &spec, Some(&mut caches))?;

@@ -86,9 +86,7 @@ fn key_err(file: &str, key: &str, message: impl std::fmt::Display) -> Error {
 
 fn get_i64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<i64> {
     match obj.get(key) {
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| key_err(file, key, format!("expected an integer, got {v}"))),
+        Some(v) => v.as_i64().ok_or_else(|| key_err(file, key, format!("expected an integer, got {v}"))),
         None => Err(key_err(file, key, "missing")),
     }
 }
@@ -96,33 +94,23 @@ fn get_i64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<i64> {
 fn opt_f64(obj: &Map<String, Value>, file: &str, key: &str) -> Result<Option<f64>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| key_err(file, key, format!("expected a number, got {v}"))),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| key_err(file, key, format!("expected a number, got {v}"))),
     }
 }
 
 impl QwenConfig {
     pub fn from_file(path: &Path) -> Result<QwenConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
-        let raw: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))?;
         Self::from_value(raw, &path.display().to_string())
     }
 
     pub fn from_value(raw: Value, file: &str) -> Result<QwenConfig> {
-        let obj = raw
-            .as_object()
-            .ok_or_else(|| Error::msg(format!("{file}: expected a JSON object")))?;
+        let obj = raw.as_object().ok_or_else(|| Error::msg(format!("{file}: expected a JSON object")))?;
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
         let arch = Arch::parse(model_type).ok_or_else(|| {
-            key_err(
-                file,
-                "model_type",
-                format!("`{model_type}` is not supported (expected qwen2 or qwen3)"),
-            )
+            key_err(file, "model_type", format!("`{model_type}` is not supported (expected qwen2 or qwen3)"))
         })?;
         let hidden_size = get_i64(obj, file, "hidden_size")?;
         let num_attention_heads = get_i64(obj, file, "num_attention_heads")?;
@@ -134,16 +122,11 @@ impl QwenConfig {
             None | Some(Value::Null) => hidden_size / num_attention_heads.max(1),
             Some(_) => get_i64(obj, file, "head_dim")?,
         };
-        if num_attention_heads <= 0
-            || num_key_value_heads <= 0
-            || num_attention_heads % num_key_value_heads != 0
-        {
+        if num_attention_heads <= 0 || num_key_value_heads <= 0 || num_attention_heads % num_key_value_heads != 0 {
             return Err(key_err(
                 file,
                 "num_key_value_heads",
-                format!(
-                    "{num_key_value_heads} must divide num_attention_heads {num_attention_heads}"
-                ),
+                format!("{num_key_value_heads} must divide num_attention_heads {num_attention_heads}"),
             ));
         }
         // transformers 5 keeps theta and scaling in `rope_parameters`; older files at the top level.
@@ -151,10 +134,7 @@ impl QwenConfig {
         let rope_theta = rope_params
             .and_then(|p| p.get("rope_theta"))
             .or_else(|| obj.get("rope_theta"))
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| key_err(file, "rope_theta", "expected a number"))
-            })
+            .map(|v| v.as_f64().ok_or_else(|| key_err(file, "rope_theta", "expected a number")))
             .transpose()?
             .unwrap_or(10000.0);
         let max_position_embeddings = get_i64(obj, file, "max_position_embeddings")?;
@@ -163,17 +143,11 @@ impl QwenConfig {
             None => RopeScaling::None,
             Some(s) => parse_rope_scaling(s, file, max_position_embeddings)?,
         };
-        let checkpoint_dtype = obj
-            .get("dtype")
-            .or_else(|| obj.get("torch_dtype"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let checkpoint_dtype =
+            obj.get("dtype").or_else(|| obj.get("torch_dtype")).and_then(Value::as_str).map(str::to_string);
         let qkv_bias = match arch {
             Arch::Qwen2 => true,
-            Arch::Qwen3 => obj
-                .get("attention_bias")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            Arch::Qwen3 => obj.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
         };
         Ok(QwenConfig {
             arch,
@@ -188,10 +162,7 @@ impl QwenConfig {
             rope_theta,
             rope_scaling,
             max_position_embeddings,
-            tie_word_embeddings: obj
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            tie_word_embeddings: obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             qkv_bias,
             checkpoint_dtype,
             raw,
@@ -234,10 +205,7 @@ impl QwenConfig {
             "torch_dtype": "float32",
         });
         if heads <= 0 || hidden % heads != 0 {
-            return Err(Error::config(
-                "init.heads",
-                format!("{heads} must divide hidden {hidden}"),
-            ));
+            return Err(Error::config("init.heads", format!("{heads} must divide hidden {hidden}")));
         }
         if arch == Arch::Qwen3 {
             raw["head_dim"] = json!(hidden / heads);
@@ -267,15 +235,9 @@ impl QwenConfig {
     }
 
     pub fn num_parameters(&self) -> u64 {
-        let (h, i, v) = (
-            self.hidden_size as u64,
-            self.intermediate_size as u64,
-            self.vocab_size as u64,
-        );
-        let (q, kv) = (
-            (self.num_attention_heads * self.head_dim) as u64,
-            (self.num_key_value_heads * self.head_dim) as u64,
-        );
+        let (h, i, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.vocab_size as u64);
+        let (q, kv) =
+            ((self.num_attention_heads * self.head_dim) as u64, (self.num_key_value_heads * self.head_dim) as u64);
         let mut layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
         if self.qkv_bias {
             layer += q + 2 * kv;
@@ -289,11 +251,7 @@ impl QwenConfig {
 }
 
 fn parse_rope_scaling(s: &Map<String, Value>, file: &str, max_pos: i64) -> Result<RopeScaling> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str).unwrap_or("default");
     let factor = || -> Result<f64> {
         opt_f64(s, file, "factor")?.ok_or_else(|| key_err(file, "rope_scaling.factor", "missing"))
     };
@@ -302,20 +260,15 @@ fn parse_rope_scaling(s: &Map<String, Value>, file: &str, max_pos: i64) -> Resul
         "linear" => RopeScaling::Linear { factor: factor()? },
         "dynamic" => RopeScaling::Dynamic { factor: factor()? },
         "yarn" => {
-            let original =
-                opt_f64(s, file, "original_max_position_embeddings")?.unwrap_or(max_pos as f64);
+            let original = opt_f64(s, file, "original_max_position_embeddings")?.unwrap_or(max_pos as f64);
             // transformers derives a missing factor from the two lengths (DeepSeek-V3 style).
             let factor = opt_f64(s, file, "factor")?.unwrap_or(max_pos as f64 / original);
             RopeScaling::Yarn {
                 factor,
                 original_max_position_embeddings: original,
                 attention_factor: opt_f64(s, file, "attention_factor")?,
-                beta_fast: opt_f64(s, file, "beta_fast")?
-                    .filter(|b| *b != 0.0)
-                    .unwrap_or(32.0),
-                beta_slow: opt_f64(s, file, "beta_slow")?
-                    .filter(|b| *b != 0.0)
-                    .unwrap_or(1.0),
+                beta_fast: opt_f64(s, file, "beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
+                beta_slow: opt_f64(s, file, "beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
                 mscale: opt_f64(s, file, "mscale")?,
                 mscale_all_dim: opt_f64(s, file, "mscale_all_dim")?,
                 truncate: s.get("truncate").and_then(Value::as_bool).unwrap_or(true),
@@ -345,18 +298,15 @@ mod tests {
     fn reads_both_rope_layouts() {
         let mut classic = base();
         classic["rope_theta"] = json!(1e6);
-        classic["rope_scaling"] =
-            json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256});
+        classic["rope_scaling"] = json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256});
         let a = QwenConfig::from_value(classic, "c").unwrap();
         let mut v5 = base();
-        v5["rope_parameters"] = json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 256});
+        v5["rope_parameters"] =
+            json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 256});
         let b = QwenConfig::from_value(v5, "c").unwrap();
         assert_eq!(a.rope_theta, 1e6);
         assert_eq!(a.rope_scaling, b.rope_scaling);
-        assert!(matches!(
-            a.rope_scaling,
-            RopeScaling::Yarn { factor: 4.0, .. }
-        ));
+        assert!(matches!(a.rope_scaling, RopeScaling::Yarn { factor: 4.0, .. }));
         assert_eq!(a.head_dim, 16);
     }
 
@@ -364,20 +314,10 @@ mod tests {
     fn errors_name_the_key() {
         let mut c = base();
         c.as_object_mut().unwrap().remove("hidden_size");
-        let err = QwenConfig::from_value(c, "x/config.json")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("hidden_size") && err.contains("x/config.json"),
-            "{err}"
-        );
+        let err = QwenConfig::from_value(c, "x/config.json").unwrap_err().to_string();
+        assert!(err.contains("hidden_size") && err.contains("x/config.json"), "{err}");
         let mut c = base();
         c["model_type"] = json!("llama");
-        assert!(
-            QwenConfig::from_value(c, "f")
-                .unwrap_err()
-                .to_string()
-                .contains("llama")
-        );
+        assert!(QwenConfig::from_value(c, "f").unwrap_err().to_string().contains("llama"));
     }
 }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use longrl_core::abi::Component;
 use longrl_core::api::{
-    ChatMessage, ComponentContext, ComponentInfo, ComponentKind, GenerateOutput, GenerationParams,
-    LogprobOptions, LogprobOutput, Policy, PolicyDescription, Sequence,
+    ChatMessage, ComponentContext, ComponentInfo, ComponentKind, GenerateOutput, GenerationParams, LogprobOptions,
+    LogprobOutput, Policy, PolicyDescription, Sequence,
 };
 use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
@@ -98,10 +98,7 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
         "model",
         "path to an HF model directory (config.json, safetensors, tokenizer.json); required unless `init` is given",
     ),
-    (
-        "dtype",
-        "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16",
-    ),
+    ("dtype", "compute dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16"),
     (
         "gradient_checkpointing",
         "activation checkpointing: keep only each decoder layer's input for the backward pass and recompute the layer there (less memory with gradients, about one more forward of compute)",
@@ -114,10 +111,7 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
         "logprob_chunk_tokens",
         "tokens per chunk of the vocabulary projection in log-prob computation; with gradients each chunk's logits are recomputed in the backward pass, so peak memory grows with the chunk, not with tokens x vocab (0: all tokens at once)",
     ),
-    (
-        "prefill_chunk_tokens",
-        "prefill long prompts this many tokens at a time during generation (0: all at once)",
-    ),
+    ("prefill_chunk_tokens", "prefill long prompts this many tokens at a time during generation (0: all at once)"),
     (
         "init",
         "build a random model instead of loading one: {arch, hidden, layers, heads, kv_heads, intermediate, tokenizer, seed, max_position_embeddings, rope_theta, tie_word_embeddings}",
@@ -126,18 +120,11 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
 
 fn parse_kind(dtype: &str, device: Device) -> Result<Kind> {
     match dtype {
-        "auto" => Ok(if device.is_cuda() {
-            Kind::BFloat16
-        } else {
-            Kind::Float
-        }),
+        "auto" => Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }),
         "float32" | "fp32" => Ok(Kind::Float),
         "bfloat16" | "bf16" => Ok(Kind::BFloat16),
         "float16" | "fp16" => Ok(Kind::Half),
-        other => Err(Error::config(
-            "dtype",
-            format!("`{other}` is not one of auto, float32, bfloat16, float16"),
-        )),
+        other => Err(Error::config("dtype", format!("`{other}` is not one of auto, float32, bfloat16, float16"))),
     }
 }
 
@@ -171,11 +158,7 @@ impl Component for QwenPolicy {
 
     fn create(config: &Value, context: &ComponentContext) -> Result<Self> {
         let config: QwenPolicyConfig = parse_config(COMPONENT, config)?;
-        let device_name = if context.device.is_empty() {
-            "cpu"
-        } else {
-            context.device.as_str()
-        };
+        let device_name = if context.device.is_empty() { "cpu" } else { context.device.as_str() };
         let device = longrl_core::device::parse_device(device_name)?;
         QwenPolicy::new(config, device)
     }
@@ -188,10 +171,7 @@ impl QwenPolicy {
             (Some(init), _) => random_model(init, device, kind)?,
             (None, Some(dir)) => load_model(dir, device, kind)?,
             (None, None) => {
-                return Err(Error::config(
-                    "model",
-                    "required (a model directory), unless `init` is given",
-                ));
+                return Err(Error::config("model", "required (a model directory), unless `init` is given"));
             }
         };
         for (_, p) in model.parameters() {
@@ -207,11 +187,7 @@ impl QwenPolicy {
             gradient_checkpointing = config.gradient_checkpointing,
             "qwen policy ready"
         );
-        Ok(QwenPolicy {
-            config,
-            model,
-            codec,
-        })
+        Ok(QwenPolicy { config, model, codec })
     }
 
     pub fn model(&self) -> &QwenModel {
@@ -226,17 +202,10 @@ impl QwenPolicy {
 fn load_model(dir: &Path, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
     let config = QwenConfig::from_file(&dir.join("config.json"))?;
     let mut tensors = BTreeMap::new();
-    checkpoint::read_weights(
-        dir,
-        &parameter_shapes(&config),
-        config.tie_word_embeddings,
-        kind,
-        device,
-        |n, t| {
-            tensors.insert(n.to_string(), t);
-            Ok(())
-        },
-    )?;
+    checkpoint::read_weights(dir, &parameter_shapes(&config), config.tie_word_embeddings, kind, device, |n, t| {
+        tensors.insert(n.to_string(), t);
+        Ok(())
+    })?;
     let codec = TextCodec::load(&dir.join(text::TOKENIZER_FILE), dir, Some(&config.raw))?;
     let model = QwenModel::from_tensors(config, tensors, device, kind)?;
     Ok((model, codec))
@@ -244,12 +213,8 @@ fn load_model(dir: &Path, device: Device, kind: Kind) -> Result<(QwenModel, Text
 
 /// HF's initialisation: normal(0, 0.02) weights and embeddings, zero biases, unit norms.
 fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
-    let arch = Arch::parse(&init.arch).ok_or_else(|| {
-        Error::config(
-            "init.arch",
-            format!("`{}` is not one of qwen2, qwen3", init.arch),
-        )
-    })?;
+    let arch = Arch::parse(&init.arch)
+        .ok_or_else(|| Error::config("init.arch", format!("`{}` is not one of qwen2, qwen3", init.arch)))?;
     for (key, v) in [
         ("hidden", init.hidden),
         ("layers", init.layers),
@@ -258,25 +223,15 @@ fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenMo
         ("intermediate", init.intermediate),
     ] {
         if v <= 0 {
-            return Err(Error::config(
-                format!("init.{key}"),
-                format!("must be positive, got {v}"),
-            ));
+            return Err(Error::config(format!("init.{key}"), format!("must be positive, got {v}")));
         }
     }
     if init.heads % init.kv_heads != 0 {
-        return Err(Error::config(
-            "init.kv_heads",
-            format!("{} must divide heads {}", init.kv_heads, init.heads),
-        ));
+        return Err(Error::config("init.kv_heads", format!("{} must divide heads {}", init.kv_heads, init.heads)));
     }
     let tokenizer_dir = init.tokenizer.parent().unwrap_or(Path::new("."));
     let mut codec = TextCodec::load(&init.tokenizer, tokenizer_dir, None)?;
-    if codec
-        .tokenizer_config
-        .as_object()
-        .is_none_or(|o| o.is_empty())
-    {
+    if codec.tokenizer_config.as_object().is_none_or(|o| o.is_empty()) {
         codec = with_default_tokenizer_config(codec, init.max_position_embeddings)?;
     }
     let vocab = codec.vocab_size() as i64;
@@ -306,28 +261,17 @@ fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenMo
         } else {
             (0..numel).map(|_| normal.sample(&mut rng)).collect()
         };
-        let t = Tensor::from_slice(&values)
-            .f_view(shape.as_slice())?
-            .f_to(device)?
-            .f_to_kind(kind)?;
+        let t = Tensor::from_slice(&values).f_view(shape.as_slice())?.f_to(device)?.f_to_kind(kind)?;
         tensors.insert(name, t);
     }
-    Ok((
-        QwenModel::from_tensors(config, tensors, device, kind)?,
-        codec,
-    ))
+    Ok((QwenModel::from_tensors(config, tensors, device, kind)?, codec))
 }
 
 /// A tokenizer config for a bare tokenizer.json: ChatML template, `<|im_end|>` / `<|endoftext|>` ends.
 fn with_default_tokenizer_config(codec: TextCodec, max_len: i64) -> Result<TextCodec> {
     let has = |t: &str| codec.tokenizer.token_to_id(t).is_some();
-    let eos = ["<|im_end|>", "<|endoftext|>", "</s>"]
-        .into_iter()
-        .find(|t| has(t));
-    let pad = ["<|endoftext|>", "<pad>"]
-        .into_iter()
-        .find(|t| has(t))
-        .or(eos);
+    let eos = ["<|im_end|>", "<|endoftext|>", "</s>"].into_iter().find(|t| has(t));
+    let pad = ["<|endoftext|>", "<pad>"].into_iter().find(|t| has(t)).or(eos);
     let config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": max_len,
@@ -344,16 +288,10 @@ fn with_default_tokenizer_config(codec: TextCodec, max_len: i64) -> Result<TextC
 }
 
 fn tempdir_for_config(config: &Value) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "longrl-qwen-init-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("longrl-qwen-init-{}-{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(text::TOKENIZER_CONFIG_FILE),
-        serde_json::to_string(config)?,
-    )?;
+    std::fs::write(dir.join(text::TOKENIZER_CONFIG_FILE), serde_json::to_string(config)?)?;
     Ok(dir)
 }
 
@@ -362,12 +300,7 @@ impl Policy for QwenPolicy {
         let c = &self.model.config;
         Ok(PolicyDescription {
             architecture: c.arch.class_name().into(),
-            num_parameters: self
-                .model
-                .parameters()
-                .iter()
-                .map(|(_, t)| t.numel() as u64)
-                .sum(),
+            num_parameters: self.model.parameters().iter().map(|(_, t)| t.numel() as u64).sum(),
             vocab_size: c.vocab_size as u64,
             eos_token_ids: self.codec.eos_token_ids.clone(),
             pad_token_id: self.codec.pad_token_id,
@@ -385,44 +318,20 @@ impl Policy for QwenPolicy {
         self.codec.decode(ids, skip_special_tokens)
     }
 
-    fn apply_chat_template(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
+    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         self.codec.render_chat(messages, add_generation_prompt)
     }
 
-    fn generate(
-        &mut self,
-        prompts: &[Vec<u32>],
-        params: &GenerationParams,
-    ) -> Result<GenerateOutput> {
-        generate::generate(
-            &self.model,
-            &self.codec,
-            prompts,
-            params,
-            self.config.prefill_chunk_tokens,
-        )
+    fn generate(&mut self, prompts: &[Vec<u32>], params: &GenerationParams) -> Result<GenerateOutput> {
+        generate::generate(&self.model, &self.codec, prompts, params, self.config.prefill_chunk_tokens)
     }
 
     fn logprobs(&mut self, batch: &[Sequence], options: &LogprobOptions) -> Result<LogprobOutput> {
-        logprobs::logprobs(
-            &self.model,
-            batch,
-            options,
-            self.config.logprob_chunk_tokens,
-        )
+        logprobs::logprobs(&self.model, batch, options, self.config.logprob_chunk_tokens)
     }
 
     fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self
-            .model
-            .parameters()
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect())
+        Ok(self.model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
@@ -431,12 +340,7 @@ impl Policy for QwenPolicy {
 
     fn load_weights(&mut self, dir: &Path) -> Result<()> {
         let config = &self.model.config;
-        let params: BTreeMap<&str, &Tensor> = self
-            .model
-            .parameters()
-            .iter()
-            .map(|(n, t)| (n.as_str(), t))
-            .collect();
+        let params: BTreeMap<&str, &Tensor> = self.model.parameters().iter().map(|(n, t)| (n.as_str(), t)).collect();
         let _guard = tch::no_grad_guard();
         checkpoint::read_weights(
             dir,
@@ -458,10 +362,7 @@ impl QwenPolicy {
     pub fn save_sharded(&self, dir: &Path, max_shard_bytes: usize) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?;
         let config = self.model.config.to_json(kind_name(self.model.kind));
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&config)?,
-        )?;
+        std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
         checkpoint::write_weights(dir, self.model.parameters(), max_shard_bytes)?;
         self.codec.save(dir)
     }
@@ -476,29 +377,14 @@ mod tests {
     #[test]
     fn config_is_documented_and_checked() {
         longrl_core::sdk::check_config_docs::<QwenPolicyConfig>(CONFIG_DOCS).unwrap();
-        let ctx = ComponentContext {
-            device: "cpu".into(),
-            ..Default::default()
-        };
-        let err = QwenPolicy::create(&json!({"modle": "x"}), &ctx)
-            .err()
-            .unwrap()
-            .to_string();
+        let ctx = ComponentContext { device: "cpu".into(), ..Default::default() };
+        let err = QwenPolicy::create(&json!({"modle": "x"}), &ctx).err().unwrap().to_string();
         assert!(err.contains("modle"), "{err}");
-        let err = QwenPolicy::create(&json!({}), &ctx)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = QwenPolicy::create(&json!({}), &ctx).err().unwrap().to_string();
         assert!(err.contains("model"), "{err}");
-        let err = QwenPolicy::create(&json!({"model": "/nonexistent/dir"}), &ctx)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = QwenPolicy::create(&json!({"model": "/nonexistent/dir"}), &ctx).err().unwrap().to_string();
         assert!(err.contains("/nonexistent/dir"), "{err}");
-        let err = QwenPolicy::create(&json!({"model": "x", "dtype": "int8"}), &ctx)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = QwenPolicy::create(&json!({"model": "x", "dtype": "int8"}), &ctx).err().unwrap().to_string();
         assert!(err.contains("int8"), "{err}");
     }
 }

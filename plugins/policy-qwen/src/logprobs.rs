@@ -16,17 +16,12 @@ pub fn logprobs(
     default_chunk: u32,
 ) -> Result<LogprobOutput> {
     if !(options.temperature > 0.0) {
-        return Err(Error::msg(format!(
-            "logprobs: temperature must be > 0 (got {})",
-            options.temperature
-        )));
+        return Err(Error::msg(format!("logprobs: temperature must be > 0 (got {})", options.temperature)));
     }
     let vocab = model.config.vocab_size as u32;
     for (i, s) in batch.iter().enumerate() {
         if s.prompt.is_empty() {
-            return Err(Error::msg(format!(
-                "logprobs: sequence {i} has an empty prompt"
-            )));
+            return Err(Error::msg(format!("logprobs: sequence {i} has an empty prompt")));
         }
         if let Some(bad) = s.prompt.iter().chain(&s.response).find(|&&t| t >= vocab) {
             return Err(Error::msg(format!(
@@ -65,19 +60,12 @@ pub fn logprobs(
         }
     }
     let ids = Tensor::from_slice(&ids).f_view([b, t])?.f_to(device)?;
-    let positions = Tensor::f_arange(t, (Kind::Int64, device))?
-        .f_unsqueeze(0)?
-        .f_expand([b, t], false)?;
-    let spec = AttentionSpec {
-        mask: None,
-        write_at: 0,
-    };
+    let positions = Tensor::f_arange(t, (Kind::Int64, device))?.f_unsqueeze(0)?.f_expand([b, t], false)?;
+    let spec = AttentionSpec { mask: None, write_at: 0 };
     let hidden = model.forward_hidden(&ids, &positions, &spec, None)?;
     let h = hidden.size()[2];
     let hidden_index = Tensor::from_slice(&hidden_index).f_to(device)?;
-    let selected = hidden
-        .f_reshape([b * t, h])?
-        .f_index_select(0, &hidden_index)?;
+    let selected = hidden.f_reshape([b * t, h])?.f_index_select(0, &hidden_index)?;
     let targets = Tensor::from_slice(&targets).f_to(device)?;
 
     let n = targets.size()[0];
@@ -100,22 +88,10 @@ pub fn logprobs(
         let mut out = if recompute_chunks {
             let lm_head = model.lm_head().shallow_clone();
             recompute(&[hidden_chunk], &[model.lm_head()], n_out, move |inputs| {
-                chunk_logprobs(
-                    &inputs[0],
-                    &lm_head,
-                    &target_chunk,
-                    temperature,
-                    want_entropy,
-                )
+                chunk_logprobs(&inputs[0], &lm_head, &target_chunk, temperature, want_entropy)
             })?
         } else {
-            chunk_logprobs(
-                hidden_chunk,
-                model.lm_head(),
-                &target_chunk,
-                temperature,
-                want_entropy,
-            )?
+            chunk_logprobs(hidden_chunk, model.lm_head(), &target_chunk, temperature, want_entropy)?
         };
         if want_entropy {
             ents.push(out.pop().expect("two outputs"));
@@ -130,19 +106,11 @@ pub fn logprobs(
             .f_view([b, max_resp])?)
     };
     let logprobs = scatter(&lps)?;
-    let entropy = if options.entropy {
-        Some(scatter(&ents)?)
-    } else {
-        None
-    };
+    let entropy = if options.entropy { Some(scatter(&ents)?) } else { None };
     let mask = Tensor::f_zeros([b * max_resp], (Kind::Float, device))?
         .f_index_fill(0, &out_index, 1.0)?
         .f_view([b, max_resp])?;
-    Ok(LogprobOutput {
-        logprobs,
-        entropy,
-        mask,
-    })
+    Ok(LogprobOutput { logprobs, entropy, mask })
 }
 
 /// Log-probs of `targets` `[N]` under `hidden` `[N, H]` projected by `lm_head` at `temperature`,
@@ -160,18 +128,10 @@ fn chunk_logprobs(
     }
     let log_probs = logits.f_log_softmax(-1, Kind::Float)?;
     drop(logits);
-    let lp = log_probs
-        .f_gather(1, &targets.f_unsqueeze(1)?, false)?
-        .f_squeeze_dim(1)?;
+    let lp = log_probs.f_gather(1, &targets.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
     let mut out = vec![lp];
     if entropy {
-        out.push(
-            log_probs
-                .f_exp()?
-                .f_mul(&log_probs)?
-                .f_sum_dim_intlist(-1, false, Kind::Float)?
-                .f_neg()?,
-        );
+        out.push(log_probs.f_exp()?.f_mul(&log_probs)?.f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()?);
     }
     Ok(out)
 }

@@ -18,10 +18,7 @@ struct Linear {
 
 impl Linear {
     fn shallow_clone(&self) -> Linear {
-        Linear {
-            weight: self.weight.shallow_clone(),
-            bias: self.bias.as_ref().map(Tensor::shallow_clone),
-        }
+        Linear { weight: self.weight.shallow_clone(), bias: self.bias.as_ref().map(Tensor::shallow_clone) }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -151,19 +148,21 @@ impl Attention {
         // Projected `[B, T, heads, D]` -> (Qwen3: per-head norm) -> `[B, heads, T, D]` -> rotary.
         // Rotary alone keeps nothing big for backward (its products are with constants), so only
         // the norm + rotary block of Qwen3 is worth a recomputing node.
-        let rotated = |lin: &Linear, fast: Option<&PackedLinear>, heads: i64, norm: Option<&Tensor>| -> Result<Tensor> {
-            let y = lin.forward_with(x, fast)?.f_view([b, t, heads, head_dim])?;
-            let Some(norm) = norm else {
-                return apply_rotary(&y.f_transpose(1, 2)?, pass.cos, pass.sin);
+        let rotated =
+            |lin: &Linear, fast: Option<&PackedLinear>, heads: i64, norm: Option<&Tensor>| -> Result<Tensor> {
+                let y = lin.forward_with(x, fast)?.f_view([b, t, heads, head_dim])?;
+                let Some(norm) = norm else {
+                    return apply_rotary(&y.f_transpose(1, 2)?, pass.cos, pass.sin);
+                };
+                let (cos, sin, weight) = (pass.cos.shallow_clone(), pass.sin.shallow_clone(), norm.shallow_clone());
+                elementwise(pass.lean, &[&y], &[norm], move |i| {
+                    apply_rotary(&rms_norm(&i[0], &weight, eps)?.f_transpose(1, 2)?, &cos, &sin)
+                })
             };
-            let (cos, sin, weight) = (pass.cos.shallow_clone(), pass.sin.shallow_clone(), norm.shallow_clone());
-            elementwise(pass.lean, &[&y], &[norm], move |i| {
-                apply_rotary(&rms_norm(&i[0], &weight, eps)?.f_transpose(1, 2)?, &cos, &sin)
-            })
-        };
         let q = rotated(&self.q, packed.map(|p| &p.q), self.heads, self.q_norm.as_ref())?;
         let k = rotated(&self.k, packed.map(|p| &p.k), self.kv_heads, self.k_norm.as_ref())?;
-        let v = self.v.forward_with(x, packed.map(|p| &p.v))?.f_view([b, t, self.kv_heads, head_dim])?.f_transpose(1, 2)?;
+        let v =
+            self.v.forward_with(x, packed.map(|p| &p.v))?.f_view([b, t, self.kv_heads, head_dim])?.f_transpose(1, 2)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let gqa = self.heads != self.kv_heads;
         let out = match cache {
@@ -175,9 +174,7 @@ impl Attention {
                 let values = cache_v.f_narrow(2, 0, spec.write_at + t)?;
                 let causal = spec.mask.is_none() && t > 1;
                 if causal && spec.write_at > 0 {
-                    return Err(Error::msg(
-                        "internal: a chunk after the first needs an explicit mask",
-                    ));
+                    return Err(Error::msg("internal: a chunk after the first needs an explicit mask"));
                 }
                 if t == 1 && gqa {
                     // A decode step: the query heads that share a KV head become that head's
@@ -191,25 +188,14 @@ impl Attention {
                     )?
                     .f_reshape([b, self.heads, 1, head_dim])?
                 } else {
-                    Tensor::f_scaled_dot_product_attention(
-                        &q, &keys, &values, spec.mask, 0.0, causal, scale, gqa,
-                    )?
+                    Tensor::f_scaled_dot_product_attention(&q, &keys, &values, spec.mask, 0.0, causal, scale, gqa)?
                 }
             }
-            None => Tensor::f_scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                spec.mask,
-                0.0,
-                spec.mask.is_none(),
-                scale,
-                gqa,
-            )?,
+            None => {
+                Tensor::f_scaled_dot_product_attention(&q, &k, &v, spec.mask, 0.0, spec.mask.is_none(), scale, gqa)?
+            }
         };
-        let out = out
-            .f_transpose(1, 2)?
-            .f_reshape([b, t, self.heads * self.head_dim])?;
+        let out = out.f_transpose(1, 2)?.f_reshape([b, t, self.heads * self.head_dim])?;
         self.o.forward_with(&out, packed.map(|p| &p.o))
     }
 }
@@ -222,11 +208,7 @@ struct Mlp {
 
 impl Mlp {
     fn shallow_clone(&self) -> Mlp {
-        Mlp {
-            gate: self.gate.shallow_clone(),
-            up: self.up.shallow_clone(),
-            down: self.down.shallow_clone(),
-        }
+        Mlp { gate: self.gate.shallow_clone(), up: self.up.shallow_clone(), down: self.down.shallow_clone() }
     }
 
     fn forward(&self, x: &Tensor, lean: bool, packed: Option<&PackedLayer>) -> Result<Tensor> {
@@ -259,15 +241,7 @@ impl Layer {
     fn tensors(&self) -> Vec<&Tensor> {
         let a = &self.attention;
         let mut out = vec![&self.input_norm, &self.post_norm];
-        for lin in [
-            &a.q,
-            &a.k,
-            &a.v,
-            &a.o,
-            &self.mlp.gate,
-            &self.mlp.up,
-            &self.mlp.down,
-        ] {
+        for lin in [&a.q, &a.k, &a.v, &a.o, &self.mlp.gate, &self.mlp.up, &self.mlp.down] {
             out.push(&lin.weight);
             out.extend(lin.bias.as_ref());
         }
@@ -310,10 +284,7 @@ impl Layer {
         let mask = pass.spec.mask.map(Tensor::shallow_clone);
         let (write_at, eps) = (pass.spec.write_at, pass.eps);
         let mut out = recompute(&[x], &self.tensors(), 1, move |inputs| {
-            let spec = AttentionSpec {
-                mask: mask.as_ref(),
-                write_at,
-            };
+            let spec = AttentionSpec { mask: mask.as_ref(), write_at };
             // The whole layer is recomputed: no nodes inside it.
             let pass = Pass { cos: &cos, sin: &sin, spec: &spec, eps, lean: false };
             Ok(vec![layer.forward(&inputs[0], &pass, None)?])
@@ -325,14 +296,8 @@ impl Layer {
 /// Expected parameter names and shapes, in checkpoint order.
 pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
     let (h, hd) = (config.hidden_size, config.head_dim);
-    let (q, kv) = (
-        config.num_attention_heads * hd,
-        config.num_key_value_heads * hd,
-    );
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![config.vocab_size, h],
-    )];
+    let (q, kv) = (config.num_attention_heads * hd, config.num_key_value_heads * hd);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
@@ -350,18 +315,9 @@ pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
             out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
         }
         out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        out.push((
-            format!("{p}.mlp.gate_proj.weight"),
-            vec![config.intermediate_size, h],
-        ));
-        out.push((
-            format!("{p}.mlp.up_proj.weight"),
-            vec![config.intermediate_size, h],
-        ));
-        out.push((
-            format!("{p}.mlp.down_proj.weight"),
-            vec![h, config.intermediate_size],
-        ));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![config.intermediate_size, h]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![config.intermediate_size, h]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, config.intermediate_size]));
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
     if !config.tie_word_embeddings {
@@ -372,9 +328,7 @@ pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
 
 /// Logits `[.., V]` of hidden states under the vocabulary projection `lm_head` `[V, H]`, in float32.
 pub fn project(hidden: &Tensor, lm_head: &Tensor) -> Result<Tensor> {
-    Ok(hidden
-        .f_linear::<&Tensor>(lm_head, None)?
-        .f_to_kind(Kind::Float)?)
+    Ok(hidden.f_linear::<&Tensor>(lm_head, None)?.f_to_kind(Kind::Float)?)
 }
 
 pub struct QwenModel {
@@ -407,21 +361,14 @@ impl QwenModel {
         let shapes = parameter_shapes(&config);
         let mut params = Vec::with_capacity(shapes.len());
         for (name, shape) in &shapes {
-            let t = tensors
-                .get(name)
-                .ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))?;
+            let t = tensors.get(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))?;
             if t.size() != *shape {
-                return Err(Error::msg(format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    t.size()
-                )));
+                return Err(Error::msg(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size())));
             }
             params.push((name.clone(), t.shallow_clone()));
         }
         let mut take = |name: &str| -> Result<Tensor> {
-            tensors
-                .remove(name)
-                .ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))
+            tensors.remove(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut layers = Vec::new();
@@ -430,11 +377,7 @@ impl QwenModel {
             let mut linear = |name: &str, bias: bool| -> Result<Linear> {
                 Ok(Linear {
                     weight: take(&format!("{p}.{name}.weight"))?,
-                    bias: if bias {
-                        Some(take(&format!("{p}.{name}.bias"))?)
-                    } else {
-                        None
-                    },
+                    bias: if bias { Some(take(&format!("{p}.{name}.bias"))?) } else { None },
                 })
             };
             let q = linear("self_attn.q_proj", config.qkv_bias)?;
@@ -471,11 +414,7 @@ impl QwenModel {
             });
         }
         let norm = take("model.norm.weight")?;
-        let lm_head = if config.tie_word_embeddings {
-            embed.shallow_clone()
-        } else {
-            take("lm_head.weight")?
-        };
+        let lm_head = if config.tie_word_embeddings { embed.shallow_clone() } else { take("lm_head.weight")? };
         let rope = Rope::new(&config, device)?;
         Ok(QwenModel {
             config,
@@ -559,12 +498,7 @@ impl QwenModel {
 
     /// An empty KV cache for `batch` sequences of up to `capacity` tokens.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<Vec<LayerCache>> {
-        let shape = [
-            batch,
-            self.config.num_key_value_heads,
-            capacity,
-            self.config.head_dim,
-        ];
+        let shape = [batch, self.config.num_key_value_heads, capacity, self.config.head_dim];
         (0..self.layers.len())
             .map(|_| {
                 Ok(LayerCache {

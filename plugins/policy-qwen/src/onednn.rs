@@ -67,11 +67,7 @@ impl PackedLinear {
             // SAFETY: `weight` is a live tensor for the call; the shim only reads it.
             unsafe { longrl_onednn_pack(weight.as_ptr() as *mut c_void, batch.max(1), out, err, len) }
         })?;
-        Ok(Some(PackedLinear {
-            packed,
-            bias: bias.map(|b| b.f_detach()).transpose()?,
-            out_features: weight.size()[0],
-        }))
+        Ok(Some(PackedLinear { packed, bias: bias.map(|b| b.f_detach()).transpose()?, out_features: weight.size()[0] }))
     }
 
     /// `x` `[.., K]` (float32, CPU) -> `[.., N]`.
@@ -83,7 +79,14 @@ impl PackedLinear {
         let y = call("oneDNN linear", |out, err, len| {
             // SAFETY: `rows`, the packed weight and the bias are live tensors for the call.
             unsafe {
-                longrl_onednn_linear(rows.as_ptr() as *mut c_void, self.packed.as_ptr() as *mut c_void, bias, out, err, len)
+                longrl_onednn_linear(
+                    rows.as_ptr() as *mut c_void,
+                    self.packed.as_ptr() as *mut c_void,
+                    bias,
+                    out,
+                    err,
+                    len,
+                )
             }
         })?;
         *shape.last_mut().expect("non-empty") = self.out_features;

@@ -57,20 +57,13 @@ pub fn grad_enabled() -> bool {
 /// Applies `f` to `inputs` as one autograd node that recomputes `f` in the backward pass instead of
 /// keeping its intermediate tensors. `f` must return exactly `n_outputs` tensors. Without grad
 /// mode, or when nothing requires a gradient, this is just `f(inputs)` (no graph).
-pub fn recompute<F>(
-    inputs: &[&Tensor],
-    params: &[&Tensor],
-    n_outputs: usize,
-    f: F,
-) -> Result<Vec<Tensor>>
+pub fn recompute<F>(inputs: &[&Tensor], params: &[&Tensor], n_outputs: usize, f: F) -> Result<Vec<Tensor>>
 where
     F: Fn(&[Tensor]) -> Result<Vec<Tensor>> + Send + 'static,
 {
     let callback: Box<Callback> = Box::new(Box::new(f));
     let data = Box::into_raw(callback) as *mut c_void;
-    let ptrs = |ts: &[&Tensor]| -> Vec<*mut c_void> {
-        ts.iter().map(|t| t.as_ptr() as *mut c_void).collect()
-    };
+    let ptrs = |ts: &[&Tensor]| -> Vec<*mut c_void> { ts.iter().map(|t| t.as_ptr() as *mut c_void).collect() };
     let (inputs, params) = (ptrs(inputs), ptrs(params));
     let mut outputs = vec![std::ptr::null_mut::<c_void>(); n_outputs];
     let mut err = vec![0 as c_char; 4096];
@@ -120,8 +113,7 @@ unsafe extern "C" fn call_callback(
             .map(|i| {
                 // SAFETY: borrowed `at::Tensor*` valid for this call; the ManuallyDrop keeps tch
                 // from freeing it, and the shallow clone is an owned handle to the same tensor.
-                let borrowed =
-                    ManuallyDrop::new(unsafe { Tensor::from_ptr(*inputs.add(i) as *mut _) });
+                let borrowed = ManuallyDrop::new(unsafe { Tensor::from_ptr(*inputs.add(i) as *mut _) });
                 borrowed.shallow_clone()
             })
             .collect::<Vec<_>>();
@@ -168,7 +160,5 @@ unsafe extern "C" fn call_callback(
 
 unsafe extern "C" fn drop_callback(data: *mut c_void) {
     // SAFETY: `data` is the `Box<Callback>` made in `recompute`; the shim calls this once.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        drop(unsafe { Box::from_raw(data as *mut Callback) })
-    }));
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(data as *mut Callback) })));
 }

@@ -16,9 +16,7 @@ pub struct Rope {
 }
 
 fn default_inv_freq(base: f64, dim: i64) -> Vec<f64> {
-    (0..dim / 2)
-        .map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64))
-        .collect()
+    (0..dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / dim as f64)).collect()
 }
 
 fn yarn_inv_freq(scaling: &RopeScaling, base: f64, dim: i64) -> (Vec<f64>, f64) {
@@ -36,20 +34,15 @@ fn yarn_inv_freq(scaling: &RopeScaling, base: f64, dim: i64) -> (Vec<f64>, f64) 
         unreachable!("yarn_inv_freq called with another scaling")
     };
     let get_mscale = |scale: f64, m: f64| {
-        if scale <= 1.0 {
-            1.0
-        } else {
-            0.1 * m * scale.ln() + 1.0
-        }
+        if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 }
     };
     let attention = attention_factor.unwrap_or(match (mscale, mscale_all_dim) {
         (Some(m), Some(a)) if m != 0.0 && a != 0.0 => get_mscale(factor, m) / get_mscale(factor, a),
         _ => get_mscale(factor, 1.0),
     });
     let d = dim as f64;
-    let correction_dim = |rotations: f64| {
-        (d * (original / (rotations * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * base.ln())
-    };
+    let correction_dim =
+        |rotations: f64| (d * (original / (rotations * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * base.ln());
     let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
     if truncate {
         low = low.floor();
@@ -84,13 +77,9 @@ impl Rope {
         let base = config.rope_theta;
         let (inv, attention_factor) = match &config.rope_scaling {
             RopeScaling::None | RopeScaling::Dynamic { .. } => (default_inv_freq(base, dim), 1.0),
-            RopeScaling::Linear { factor } => (
-                default_inv_freq(base, dim)
-                    .into_iter()
-                    .map(|f| f / factor)
-                    .collect(),
-                1.0,
-            ),
+            RopeScaling::Linear { factor } => {
+                (default_inv_freq(base, dim).into_iter().map(|f| f / factor).collect(), 1.0)
+            }
             yarn @ RopeScaling::Yarn { .. } => yarn_inv_freq(yarn, base, dim),
         };
         Ok(Rope {
@@ -113,8 +102,7 @@ impl Rope {
                 let seq_len = positions.f_max()?.int64_value(&[]) + 1;
                 if seq_len > self.max_position_embeddings {
                     let d = self.dim as f64;
-                    let ratio = factor * seq_len as f64 / self.max_position_embeddings as f64
-                        - (factor - 1.0);
+                    let ratio = factor * seq_len as f64 / self.max_position_embeddings as f64 - (factor - 1.0);
                     let base = self.base * ratio.powf(d / (d - 2.0));
                     dynamic_inv = to_tensor(&default_inv_freq(base, self.dim), positions.device())?;
                     &dynamic_inv
@@ -125,21 +113,10 @@ impl Rope {
             _ => &self.inv_freq,
         };
         // [B, T, 1] x [D/2] -> [B, T, D/2], in float32 as HF does.
-        let freqs = positions
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(inv_freq)?;
+        let freqs = positions.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?.f_mul(inv_freq)?;
         let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
-        let cos = emb
-            .f_cos()?
-            .f_mul_scalar(self.attention_factor)?
-            .f_to_kind(kind)?
-            .f_unsqueeze(1)?;
-        let sin = emb
-            .f_sin()?
-            .f_mul_scalar(self.attention_factor)?
-            .f_to_kind(kind)?
-            .f_unsqueeze(1)?;
+        let cos = emb.f_cos()?.f_mul_scalar(self.attention_factor)?.f_to_kind(kind)?.f_unsqueeze(1)?;
+        let sin = emb.f_sin()?.f_mul_scalar(self.attention_factor)?.f_to_kind(kind)?.f_unsqueeze(1)?;
         Ok((cos, sin))
     }
 }

@@ -24,9 +24,7 @@ impl Sampler {
             let (best, &max) = logits
                 .iter()
                 .enumerate()
-                .fold((0, &f32::NEG_INFINITY), |acc, (i, v)| {
-                    if *v > *acc.1 { (i, v) } else { acc }
-                });
+                .fold((0, &f32::NEG_INFINITY), |acc, (i, v)| if *v > *acc.1 { (i, v) } else { acc });
             let lse = log_sum_exp(logits.iter().copied(), max);
             return (best as u32, max - lse);
         }
@@ -91,11 +89,7 @@ mod tests {
 
     #[test]
     fn greedy_takes_argmax_with_its_logprob() {
-        let s = Sampler {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-        };
+        let s = Sampler { temperature: 0.0, top_k: 0, top_p: 1.0 };
         let (t, lp) = s.pick(&[0.0, 2.0, 1.0], &mut rng());
         assert_eq!(t, 1);
         let expected = 2.0 - (1.0f32 + 2.0f32.exp() + 1.0f32.exp()).ln();
@@ -105,16 +99,8 @@ mod tests {
     #[test]
     fn top_k_and_top_p_restrict_the_support() {
         let logits = [3.0, 2.9, 0.0, -1.0, -5.0];
-        let k = Sampler {
-            temperature: 1.0,
-            top_k: 2,
-            top_p: 1.0,
-        };
-        let p = Sampler {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 0.5,
-        };
+        let k = Sampler { temperature: 1.0, top_k: 2, top_p: 1.0 };
+        let p = Sampler { temperature: 1.0, top_k: 0, top_p: 0.5 };
         let mut r = rng();
         for _ in 0..200 {
             let (t, lp) = k.pick(&logits, &mut r);
@@ -125,11 +111,7 @@ mod tests {
             let (t, _) = p.pick(&logits, &mut r);
             assert!(t < 2);
         }
-        let narrow = Sampler {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 0.01,
-        };
+        let narrow = Sampler { temperature: 1.0, top_k: 0, top_p: 0.01 };
         for _ in 0..50 {
             assert_eq!(narrow.pick(&logits, &mut r), (0, 0.0));
         }
@@ -138,11 +120,7 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution_and_is_seeded() {
         let logits = [0.0f32, (3.0f32).ln()]; // p = 0.25, 0.75
-        let s = Sampler {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-        };
+        let s = Sampler { temperature: 1.0, top_k: 0, top_p: 1.0 };
         let mut r = rng();
         let ones = (0..4000).filter(|_| s.pick(&logits, &mut r).0 == 1).count();
         assert!((2800..3200).contains(&ones), "{ones}");

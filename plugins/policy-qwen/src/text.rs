@@ -26,10 +26,8 @@ pub fn special_token(config: &Value, key: &str) -> Option<String> {
 }
 
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: invalid JSON: {e}", path.display())))
 }
 
 /// The chat template of a tokenizer config, with its special tokens.
@@ -40,10 +38,7 @@ pub struct ChatTemplate {
 }
 
 fn raise_exception(message: String) -> std::result::Result<JinjaValue, minijinja::Error> {
-    Err(minijinja::Error::new(
-        minijinja::ErrorKind::InvalidOperation,
-        message,
-    ))
+    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
 }
 
 impl ChatTemplate {
@@ -56,11 +51,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_template_owned("chat", template.to_string())
             .map_err(|e| Error::msg(format!("chat template does not parse: {e}")))?;
-        Ok(ChatTemplate {
-            env,
-            bos_token,
-            eos_token,
-        })
+        Ok(ChatTemplate { env, bos_token, eos_token })
     }
 
     /// The template of `tokenizer_config` (a string, or the `default` entry of a named list).
@@ -73,14 +64,10 @@ impl ChatTemplate {
                 .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
                 .and_then(|t| t.get("template"))
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    Error::msg("tokenizer_config.json: `chat_template` list has no `default` entry")
-                })?
+                .ok_or_else(|| Error::msg("tokenizer_config.json: `chat_template` list has no `default` entry"))?
                 .to_string(),
             Some(other) => {
-                return Err(Error::msg(format!(
-                    "tokenizer_config.json: `chat_template` is {other}"
-                )));
+                return Err(Error::msg(format!("tokenizer_config.json: `chat_template` is {other}")));
             }
         };
         let bos = special_token(config, "bos_token").unwrap_or_default();
@@ -89,10 +76,7 @@ impl ChatTemplate {
     }
 
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self
-            .env
-            .get_template("chat")
-            .map_err(|e| Error::msg(format!("chat template: {e}")))?;
+        let template = self.env.get_template("chat").map_err(|e| Error::msg(format!("chat template: {e}")))?;
         template
             .render(context! {
                 messages => messages,
@@ -120,11 +104,7 @@ pub struct TextCodec {
 fn ids_of(value: Option<&Value>) -> Vec<u32> {
     match value {
         Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|n| n as u32)
-            .collect(),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
         _ => Vec::new(),
     }
 }
@@ -132,41 +112,19 @@ fn ids_of(value: Option<&Value>) -> Vec<u32> {
 impl TextCodec {
     /// Read `tokenizer.json` and, when present beside it, the tokenizer and generation configs.
     /// `model_config` (config.json) adds its `eos_token_id` too.
-    pub fn load(
-        tokenizer_path: &Path,
-        config_dir: &Path,
-        model_config: Option<&Value>,
-    ) -> Result<TextCodec> {
-        let tokenizer_json = std::fs::read(tokenizer_path)
-            .map_err(|e| Error::msg(format!("{}: {e}", tokenizer_path.display())))?;
-        let tokenizer = Tokenizer::from_bytes(&tokenizer_json).map_err(|e| {
-            Error::msg(format!(
-                "{}: cannot load tokenizer: {e}",
-                tokenizer_path.display()
-            ))
-        })?;
+    pub fn load(tokenizer_path: &Path, config_dir: &Path, model_config: Option<&Value>) -> Result<TextCodec> {
+        let tokenizer_json =
+            std::fs::read(tokenizer_path).map_err(|e| Error::msg(format!("{}: {e}", tokenizer_path.display())))?;
+        let tokenizer = Tokenizer::from_bytes(&tokenizer_json)
+            .map_err(|e| Error::msg(format!("{}: cannot load tokenizer: {e}", tokenizer_path.display())))?;
         let tc_path = config_dir.join(TOKENIZER_CONFIG_FILE);
-        let tokenizer_config = if tc_path.exists() {
-            read_json(&tc_path)?
-        } else {
-            Value::Object(Default::default())
-        };
+        let tokenizer_config = if tc_path.exists() { read_json(&tc_path)? } else { Value::Object(Default::default()) };
         let gc_path = config_dir.join(GENERATION_CONFIG_FILE);
-        let generation_config = if gc_path.exists() {
-            Some(read_json(&gc_path)?)
-        } else {
-            None
-        };
-        let template = ChatTemplate::from_tokenizer_config(&tokenizer_config)
-            .map_err(|e| e.context(tc_path.display()))?;
-        let token_id = |key: &str| {
-            special_token(&tokenizer_config, key).and_then(|t| tokenizer.token_to_id(&t))
-        };
-        let mut eos = ids_of(
-            generation_config
-                .as_ref()
-                .and_then(|g| g.get("eos_token_id")),
-        );
+        let generation_config = if gc_path.exists() { Some(read_json(&gc_path)?) } else { None };
+        let template =
+            ChatTemplate::from_tokenizer_config(&tokenizer_config).map_err(|e| e.context(tc_path.display()))?;
+        let token_id = |key: &str| special_token(&tokenizer_config, key).and_then(|t| tokenizer.token_to_id(&t));
+        let mut eos = ids_of(generation_config.as_ref().and_then(|g| g.get("eos_token_id")));
         eos.extend(ids_of(model_config.and_then(|c| c.get("eos_token_id"))));
         eos.extend(token_id("eos_token"));
         let mut eos_token_ids = Vec::new();
@@ -175,24 +133,10 @@ impl TextCodec {
                 eos_token_ids.push(id);
             }
         }
-        let pad_token_id = token_id("pad_token").or_else(|| {
-            ids_of(
-                generation_config
-                    .as_ref()
-                    .and_then(|g| g.get("pad_token_id")),
-            )
-            .first()
-            .copied()
-        });
-        let bos_token_id = token_id("bos_token").or_else(|| {
-            ids_of(
-                generation_config
-                    .as_ref()
-                    .and_then(|g| g.get("bos_token_id")),
-            )
-            .first()
-            .copied()
-        });
+        let pad_token_id = token_id("pad_token")
+            .or_else(|| ids_of(generation_config.as_ref().and_then(|g| g.get("pad_token_id"))).first().copied());
+        let bos_token_id = token_id("bos_token")
+            .or_else(|| ids_of(generation_config.as_ref().and_then(|g| g.get("bos_token_id"))).first().copied());
         Ok(TextCodec {
             tokenizer,
             template,
@@ -210,39 +154,25 @@ impl TextCodec {
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, add_special_tokens)
-            .map_err(|e| Error::msg(format!("tokenizer: {e}")))?;
+        let enc = self.tokenizer.encode(text, add_special_tokens).map_err(|e| Error::msg(format!("tokenizer: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.tokenizer
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| Error::msg(format!("tokenizer: {e}")))
+        self.tokenizer.decode(ids, skip_special_tokens).map_err(|e| Error::msg(format!("tokenizer: {e}")))
     }
 
-    pub fn render_chat(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
+    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         match &self.template {
             Some(t) => t.render(messages, add_generation_prompt),
-            None => Err(Error::msg(
-                "the model's tokenizer_config.json has no chat_template",
-            )),
+            None => Err(Error::msg("the model's tokenizer_config.json has no chat_template")),
         }
     }
 
     /// Write tokenizer.json, tokenizer_config.json and generation_config.json into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::write(dir.join(TOKENIZER_FILE), &self.tokenizer_json)?;
-        std::fs::write(
-            dir.join(TOKENIZER_CONFIG_FILE),
-            serde_json::to_string_pretty(&self.tokenizer_config)?,
-        )?;
+        std::fs::write(dir.join(TOKENIZER_CONFIG_FILE), serde_json::to_string_pretty(&self.tokenizer_config)?)?;
         let generation = match &self.generation_config {
             Some(g) => g.clone(),
             None => {
@@ -258,10 +188,7 @@ impl TextCodec {
                 g
             }
         };
-        std::fs::write(
-            dir.join(GENERATION_CONFIG_FILE),
-            serde_json::to_string_pretty(&generation)?,
-        )?;
+        std::fs::write(dir.join(GENERATION_CONFIG_FILE), serde_json::to_string_pretty(&generation)?)?;
         Ok(())
     }
 }

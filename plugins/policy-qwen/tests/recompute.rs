@@ -16,21 +16,8 @@ use tch::{Device, Kind, Tensor};
 
 /// A random float32 model on CPU; norms and biases random too, so every parameter matters.
 fn tiny_model(arch: Arch, vocab: i64, hidden: i64, layers: i64, tie: bool, seed: i64) -> QwenModel {
-    let config = QwenConfig::new_random(
-        arch,
-        vocab,
-        hidden,
-        layers,
-        4,
-        2,
-        hidden * 2,
-        4096,
-        10_000.0,
-        tie,
-        None,
-        None,
-    )
-    .unwrap();
+    let config =
+        QwenConfig::new_random(arch, vocab, hidden, layers, 4, 2, hidden * 2, 4096, 10_000.0, tie, None, None).unwrap();
     tch::manual_seed(seed);
     let mut tensors = BTreeMap::new();
     for (name, shape) in parameter_shapes(&config) {
@@ -54,27 +41,13 @@ fn tiny_model(arch: Arch, vocab: i64, hidden: i64, layers: i64, tie: bool, seed:
 /// Three sequences of different lengths (so the batch is padded), one with an empty response.
 fn batch(vocab: u32) -> Vec<Sequence> {
     let ids = |seed: u32, n: usize| -> Vec<u32> {
-        (0..n as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed * 97)) % vocab)
-            .collect()
+        (0..n as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed * 97)) % vocab).collect()
     };
     vec![
-        Sequence {
-            prompt: ids(1, 5),
-            response: ids(2, 9),
-        },
-        Sequence {
-            prompt: ids(3, 11),
-            response: ids(4, 3),
-        },
-        Sequence {
-            prompt: ids(5, 2),
-            response: vec![],
-        },
-        Sequence {
-            prompt: ids(6, 1),
-            response: ids(7, 14),
-        },
+        Sequence { prompt: ids(1, 5), response: ids(2, 9) },
+        Sequence { prompt: ids(3, 11), response: ids(4, 3) },
+        Sequence { prompt: ids(5, 2), response: vec![] },
+        Sequence { prompt: ids(6, 1), response: ids(7, 14) },
     ]
 }
 
@@ -87,19 +60,11 @@ struct Pass {
 /// Log-probs and entropy with gradients, then backward of a loss that weights both, and the
 /// parameters' gradients (reset afterwards).
 fn pass(model: &QwenModel, batch: &[Sequence], chunk: u32, temperature: f32) -> Pass {
-    let options = LogprobOptions {
-        with_grad: true,
-        entropy: true,
-        chunk_tokens: chunk,
-        temperature,
-    };
+    let options = LogprobOptions { with_grad: true, entropy: true, chunk_tokens: chunk, temperature };
     let out = logprobs(model, batch, &options, 1024).unwrap();
     let entropy = out.entropy.unwrap();
-    let w = Tensor::arange(out.mask.numel() as i64, (Kind::Float, Device::Cpu))
-        .view(out.mask.size().as_slice())
-        .sin();
-    let loss = (&out.logprobs * &out.mask * &w).sum(Kind::Float)
-        + (&entropy * &out.mask * 0.3).sum(Kind::Float);
+    let w = Tensor::arange(out.mask.numel() as i64, (Kind::Float, Device::Cpu)).view(out.mask.size().as_slice()).sin();
+    let loss = (&out.logprobs * &out.mask * &w).sum(Kind::Float) + (&entropy * &out.mask * 0.3).sum(Kind::Float);
     loss.f_backward().unwrap();
     let mut grads = Vec::new();
     for (name, p) in model.parameters() {
@@ -109,11 +74,7 @@ fn pass(model: &QwenModel, batch: &[Sequence], chunk: u32, temperature: f32) -> 
         let mut p = p.shallow_clone();
         p.zero_grad();
     }
-    Pass {
-        logprobs: out.logprobs.detach(),
-        entropy: entropy.detach(),
-        grads,
-    }
+    Pass { logprobs: out.logprobs.detach(), entropy: entropy.detach(), grads }
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -133,10 +94,7 @@ fn assert_same(what: &str, a: &Pass, b: &Pass, tol: f64) {
     for ((name, x), (_, y)) in a.grads.iter().zip(&b.grads) {
         let d = max_diff(x, y);
         let scale = max_abs(x).max(1.0);
-        assert!(
-            d <= tol * scale,
-            "{what}: gradient of {name} differs by {d} (max |g| {scale})"
-        );
+        assert!(d <= tol * scale, "{what}: gradient of {name} differs by {d} (max |g| {scale})");
     }
 }
 
@@ -148,32 +106,18 @@ fn reference(model: &QwenModel, batch: &[Sequence], temperature: f32) -> Pass {
     let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
     let total = (b * max_resp) as usize;
     for (r, s) in batch.iter().enumerate() {
-        let zeros = || -> Vec<Tensor> {
-            (0..max_resp)
-                .map(|_| Tensor::zeros([], (Kind::Float, Device::Cpu)))
-                .collect()
-        };
+        let zeros =
+            || -> Vec<Tensor> { (0..max_resp).map(|_| Tensor::zeros([], (Kind::Float, Device::Cpu))).collect() };
         let (mut lp_row, mut ent_row) = (zeros(), zeros());
         if !s.response.is_empty() {
-            let ids: Vec<i64> = s
-                .prompt
-                .iter()
-                .chain(&s.response)
-                .map(|&t| t as i64)
-                .collect();
+            let ids: Vec<i64> = s.prompt.iter().chain(&s.response).map(|&t| t as i64).collect();
             let t = ids.len() as i64;
             let input = Tensor::from_slice(&ids).view([1, t]);
             let positions = Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]);
-            let spec = AttentionSpec {
-                mask: None,
-                write_at: 0,
-            };
-            let hidden = model
-                .forward_hidden(&input, &positions, &spec, None)
-                .unwrap();
-            let log_probs = (model.logits(&hidden).unwrap() / temperature as f64)
-                .log_softmax(-1, Kind::Float)
-                .squeeze_dim(0);
+            let spec = AttentionSpec { mask: None, write_at: 0 };
+            let hidden = model.forward_hidden(&input, &positions, &spec, None).unwrap();
+            let log_probs =
+                (model.logits(&hidden).unwrap() / temperature as f64).log_softmax(-1, Kind::Float).squeeze_dim(0);
             for (j, &tok) in s.response.iter().enumerate() {
                 let row = log_probs.get(s.prompt.len() as i64 + j as i64 - 1);
                 lp_row[j] = row.get(tok as i64);
@@ -214,23 +158,13 @@ fn checkpointed_layers_give_the_same_gradients() {
         let plain = pass(&model, &batch, 4, 1.0);
         model.set_gradient_checkpointing(true);
         let checkpointed = pass(&model, &batch, 4, 1.0);
-        assert_same(
-            &format!("{arch:?} checkpointing"),
-            &plain,
-            &checkpointed,
-            1e-5,
-        );
+        assert_same(&format!("{arch:?} checkpointing"), &plain, &checkpointed, 1e-5);
         // And again at another temperature, all in one chunk.
         model.set_gradient_checkpointing(false);
         let plain = pass(&model, &batch, 0, 0.7);
         model.set_gradient_checkpointing(true);
         let checkpointed = pass(&model, &batch, 0, 0.7);
-        assert_same(
-            &format!("{arch:?} checkpointing, T=0.7"),
-            &plain,
-            &checkpointed,
-            1e-5,
-        );
+        assert_same(&format!("{arch:?} checkpointing, T=0.7"), &plain, &checkpointed, 1e-5);
     }
 }
 
@@ -255,21 +189,11 @@ fn chunked_logprobs_entropy_and_gradients_match_the_plain_graph() {
         let want = reference(&model, &batch, temperature);
         for chunk in [1u32, 3, 7, 64, 0] {
             let got = pass(&model, &batch, chunk, temperature);
-            assert_same(
-                &format!("chunk {chunk}, T={temperature}"),
-                &want,
-                &got,
-                1e-5,
-            );
+            assert_same(&format!("chunk {chunk}, T={temperature}"), &want, &got, 1e-5);
         }
     }
     // Without gradients: the same values, and nothing requires a gradient.
-    let options = LogprobOptions {
-        with_grad: false,
-        entropy: true,
-        chunk_tokens: 3,
-        temperature: 1.0,
-    };
+    let options = LogprobOptions { with_grad: false, entropy: true, chunk_tokens: 3, temperature: 1.0 };
     let out = logprobs(&model, &batch, &options, 1024).unwrap();
     assert!(!out.logprobs.requires_grad());
     let want = reference(&model, &batch, 1.0);
@@ -301,16 +225,8 @@ fn errors_inside_a_recomputation_are_errors_not_aborts() {
     // Failing in the backward pass's recomputation: backward returns the error.
     for panic in [false, true] {
         let y = flaky(&x, 2, panic).unwrap();
-        let err = y
-            .f_backward()
-            .err()
-            .expect("backward should fail")
-            .to_string();
-        let want = if panic {
-            "injected panic"
-        } else {
-            "injected failure"
-        };
+        let err = y.f_backward().err().expect("backward should fail").to_string();
+        let want = if panic { "injected panic" } else { "injected failure" };
         assert!(err.contains(want), "{err}");
     }
     // Failing in the forward: `recompute` returns the error.
@@ -319,10 +235,7 @@ fn errors_inside_a_recomputation_are_errors_not_aborts() {
         assert!(err.contains("injected"), "{err}");
     }
     // Declaring the wrong number of outputs is an error too.
-    let err = recompute(&[&x], &[], 2, |inputs| Ok(vec![inputs[0].shallow_clone()]))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = recompute(&[&x], &[], 2, |inputs| Ok(vec![inputs[0].shallow_clone()])).err().unwrap().to_string();
     assert!(err.contains("declared"), "{err}");
     // The process is still fine: a plain backward works.
     (&x * 3.0).sum(Kind::Float).backward();
@@ -341,13 +254,8 @@ fn parameters_passed_to_recompute_get_their_gradients() {
     // Only the first output enters the loss: the second's gradient is undefined and skipped.
     (&out[0] * 2.0).sum(Kind::Float).backward();
     let (gx, gw) = (x.grad().copy(), w.grad().copy());
-    let (mut x2, mut w2) = (
-        x.detach().set_requires_grad(true),
-        w.detach().set_requires_grad(true),
-    );
-    (x2.matmul(&w2.tr()).tanh() * 2.0)
-        .sum(Kind::Float)
-        .backward();
+    let (mut x2, mut w2) = (x.detach().set_requires_grad(true), w.detach().set_requires_grad(true));
+    (x2.matmul(&w2.tr()).tanh() * 2.0).sum(Kind::Float).backward();
     assert!(max_diff(&gx, &x2.grad()) < 1e-6);
     assert!(max_diff(&gw, &w2.grad()) < 1e-6);
     x2.zero_grad();
@@ -386,24 +294,11 @@ fn memory_probe_child() {
         }
         None => (32_000, tiny_model(Arch::Qwen2, 32_000, 32, 1, true, 3)),
     };
-    let ids: Vec<u32> = (0..tokens as u32)
-        .map(|i| i.wrapping_mul(2_654_435_761) % vocab as u32)
-        .collect();
-    let batch = [Sequence {
-        prompt: ids[..1].to_vec(),
-        response: ids[1..].to_vec(),
-    }];
-    let options = LogprobOptions {
-        with_grad: true,
-        entropy: false,
-        chunk_tokens: chunk,
-        temperature: 1.0,
-    };
+    let ids: Vec<u32> = (0..tokens as u32).map(|i| i.wrapping_mul(2_654_435_761) % vocab as u32).collect();
+    let batch = [Sequence { prompt: ids[..1].to_vec(), response: ids[1..].to_vec() }];
+    let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: chunk, temperature: 1.0 };
     // Warm up libtorch's one-time allocations on a short pass.
-    let warm = [Sequence {
-        prompt: ids[..1].to_vec(),
-        response: ids[1..8].to_vec(),
-    }];
+    let warm = [Sequence { prompt: ids[..1].to_vec(), response: ids[1..8].to_vec() }];
     let out = logprobs(&model, &warm, &options, 0).unwrap();
     (out.logprobs * out.mask).sum(Kind::Float).backward();
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
@@ -420,13 +315,7 @@ fn probe(tokens: usize, chunk: u32) -> f64 {
 
 fn probe_spec(spec: &str) -> f64 {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "memory_probe_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["memory_probe_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(PROBE_ENV, spec)
         // glibc raises its mmap threshold (up to 32 MiB) after big frees and then serves such
         // blocks from a heap it keeps: resident memory would count freed chunk buffers. A fixed
@@ -435,11 +324,7 @@ fn probe_spec(spec: &str) -> f64 {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "probe failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "probe failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     // The test harness prints the line after its own "test memory_probe_child ... ".
     let kb: f64 = stdout
         .split("PEAK_RISE_KB=")
@@ -469,14 +354,8 @@ fn peak_memory_with_gradients_does_not_grow_with_tokens_times_vocab() {
         whole / 1e6,
         one_copy / 1e6
     );
-    assert!(
-        whole > one_copy,
-        "the measurement does not see the unchunked logits ({whole} bytes)"
-    );
-    assert!(
-        chunked < 0.1 * one_copy,
-        "chunked peak grew by {chunked} bytes"
-    );
+    assert!(whole > one_copy, "the measurement does not see the unchunked logits ({whole} bytes)");
+    assert!(chunked < 0.1 * one_copy, "chunked peak grew by {chunked} bytes");
 }
 
 /// Norms and SwiGLU recomputed in backward keep less activation memory than the plain graph: of the

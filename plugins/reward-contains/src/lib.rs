@@ -113,9 +113,11 @@ mod tests {
         assert_eq!(s[0].score, 0.0);
         let s = r.score(&[RewardInput { response: "Paris".into(), ..Default::default() }]).unwrap();
         assert_eq!(s[0].score, 0.5);
-        let err = ContainsReward::create(&serde_json::json!({"phrase": ""}), &ComponentContext::default()).err().unwrap();
+        let err =
+            ContainsReward::create(&serde_json::json!({"phrase": ""}), &ComponentContext::default()).err().unwrap();
         assert!(err.to_string().contains("phrase"));
-        let err = ContainsReward::create(&serde_json::json!({"frase": "x"}), &ComponentContext::default()).err().unwrap();
+        let err =
+            ContainsReward::create(&serde_json::json!({"frase": "x"}), &ComponentContext::default()).err().unwrap();
         assert!(err.to_string().contains("frase"));
     }
 

@@ -37,9 +37,8 @@ pub struct Audit {
 impl Audit {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::config("audit_file", format!("cannot create directory {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::config("audit_file", format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let file = OpenOptions::new()
             .create(true)

@@ -272,7 +272,9 @@ impl JudgeClient {
 fn parse_reply(text: &str) -> Result<String, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("reply is not JSON ({e}): {}", snippet(text)))?;
-    let message = value.pointer("/choices/0/message").ok_or_else(|| format!("reply has no choices[0].message: {}", snippet(text)))?;
+    let message = value
+        .pointer("/choices/0/message")
+        .ok_or_else(|| format!("reply has no choices[0].message: {}", snippet(text)))?;
     match message.get("content") {
         Some(serde_json::Value::String(content)) => Ok(content.clone()),
         Some(serde_json::Value::Null) | None => Ok(String::new()),

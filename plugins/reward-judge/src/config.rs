@@ -67,7 +67,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ("circuit_breaker_cooldown_secs", "how long an open circuit stays open before the judge is tried again"),
     ("system_prompt", "system message (default: the QwenLong-L1 judge prompt, verbatim)"),
     ("user_template", "user message with {problem}, {answer_1} (prediction) and {answer_2} (gold)"),
-    ("audit_file", "JSONL of every verdict and its rationale (default: judge_audit.jsonl in the run directory; relative paths are under it)"),
+    (
+        "audit_file",
+        "JSONL of every verdict and its rationale (default: judge_audit.jsonl in the run directory; relative paths are under it)",
+    ),
     ("max_tokens", "token budget of the judge's reply"),
     ("seed", "seed sent with each request (null: none)"),
     ("require_think", "a response without `</think>` scores 0 without asking the judge (off for non-thinking models)"),

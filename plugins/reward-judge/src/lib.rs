@@ -22,7 +22,9 @@ use longrl_core::{Error, Result};
 use audit::{Audit, AuditRecord};
 use client::{ApiKey, CallError, Counters, JudgeClient, Reply};
 pub use config::{CONFIG_DOCS, JudgeConfig};
-pub use prompt::{DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, Verdict, extract_answer, extract_problem, parse_verdict};
+pub use prompt::{
+    DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, Verdict, extract_answer, extract_problem, parse_verdict,
+};
 
 const COMPONENT: &str = "reward/judge";
 
@@ -265,7 +267,8 @@ impl JudgeReward {
         let system = Arc::new(self.config.system_prompt.clone());
         let per_item = self.config.worst_case_per_item() + Duration::from_secs(1);
         for (slot, (question, _)) in pending.iter().enumerate() {
-            let user = prompt::render(&self.config.user_template, &question.problem, &question.prediction, &question.gold);
+            let user =
+                prompt::render(&self.config.user_template, &question.problem, &question.prediction, &question.gold);
             let (client, system, sender) = (self.client.clone(), system.clone(), sender.clone());
             runtime.spawn(async move {
                 let outcome = match tokio::time::timeout(per_item, client.ask(&system, &user)).await {
@@ -308,10 +311,17 @@ impl JudgeReward {
         let mut audit = lock(&self.audit);
         let Some(audit) = audit.as_mut() else { return };
         let (verdict, rationale, error, cached, attempts, latency_ms) = match outcome {
-            AuditOutcome::Replied { verdict, reply } => {
-                (verdict.as_str(), Some(reply.text.as_str()), None, false, reply.attempts, Some(reply.latency.as_secs_f64() * 1e3))
+            AuditOutcome::Replied { verdict, reply } => (
+                verdict.as_str(),
+                Some(reply.text.as_str()),
+                None,
+                false,
+                reply.attempts,
+                Some(reply.latency.as_secs_f64() * 1e3),
+            ),
+            AuditOutcome::Cached(cached) => {
+                (cached.verdict.as_str(), Some(cached.rationale.as_str()), None, true, 0, None)
             }
-            AuditOutcome::Cached(cached) => (cached.verdict.as_str(), Some(cached.rationale.as_str()), None, true, 0, None),
             AuditOutcome::Unavailable(error) => {
                 let attempts = match error {
                     CallError::Failed { attempts, .. } => *attempts,
@@ -422,7 +432,11 @@ mod tests {
         // Port 9 (discard) on loopback: any request would fail and count as a fallback.
         let judge = judge(serde_json::json!({"model": "m", "url": "http://127.0.0.1:9/v1"})).unwrap();
         let inputs = [
-            RewardInput { response: "never closed <think> the answer is 4".into(), ground_truth: "4".into(), ..Default::default() },
+            RewardInput {
+                response: "never closed <think> the answer is 4".into(),
+                ground_truth: "4".into(),
+                ..Default::default()
+            },
             RewardInput { response: "<think>x</think>  ".into(), ground_truth: "4".into(), ..Default::default() },
         ];
         let scores = judge.score(&inputs).unwrap();

@@ -17,7 +17,9 @@ use longrl_reward_judge::{DEFAULT_SYSTEM_PROMPT, JudgeReward};
 #[derive(Clone)]
 enum Behaviour {
     /// Reply after a delay: `[[YES]]` when Answer 1 equals Answer 2, else `[[NO]]`.
-    Judge { delay: Duration },
+    Judge {
+        delay: Duration,
+    },
     /// Reply with this text whatever the question.
     Text(&'static str),
     Status(StatusCode, Option<&'static str>),
@@ -53,7 +55,8 @@ impl Server {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handle)).with_state(stub.clone());
+        let app =
+            axum::Router::new().route("/v1/chat/completions", axum::routing::post(handle)).with_state(stub.clone());
         runtime.spawn(async move { axum::serve(listener, app).await });
         Server { url, stub, runtime: Some(runtime) }
     }
@@ -88,16 +91,16 @@ async fn handle(State(stub): State<Arc<Stub>>, headers: HeaderMap, Json(body): J
         Behaviour::Judge { delay } => {
             tokio::time::sleep(delay).await;
             let user = body["messages"][1]["content"].as_str().unwrap_or_default();
-            let field = |name: &str| {
-                user.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim().to_string()
-            };
+            let field =
+                |name: &str| user.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim().to_string();
             let same = field("Answer 1:") == field("Answer 2:");
             let text = if same { "Both say the same thing. [[YES]]" } else { "They differ. [[NO]]" };
             completion(text)
         }
         Behaviour::Text(text) => completion(text),
         Behaviour::Status(status, retry_after) => {
-            let mut response = (status, Json(serde_json::json!({"error": {"message": "stub says no"}}))).into_response();
+            let mut response =
+                (status, Json(serde_json::json!({"error": {"message": "stub says no"}}))).into_response();
             if let Some(after) = retry_after {
                 response.headers_mut().insert("retry-after", after.parse().unwrap());
             }
@@ -151,7 +154,9 @@ fn distinct_items(n: usize) -> Vec<RewardInput> {
 
 #[test]
 fn request_shape_verdicts_key_and_audit() {
-    let server = Server::start(|i| if i == 2 { Behaviour::Text("I cannot tell.") } else { Behaviour::Judge { delay: Duration::ZERO } });
+    let server = Server::start(|i| {
+        if i == 2 { Behaviour::Text("I cannot tell.") } else { Behaviour::Judge { delay: Duration::ZERO } }
+    });
     let dir = tempfile::tempdir().unwrap();
     // The key is read from a variable every test process has: setting one here would race with
     // the other tests of this binary reading the environment (setenv is not thread-safe).
@@ -165,7 +170,10 @@ fn request_shape_verdicts_key_and_audit() {
     // One item per call, so the stub's arrival index is the item index (within one batch the
     // order in which concurrent tasks reach the server is not fixed).
     let scores: Vec<_> = inputs.iter().map(|x| judge.score(std::slice::from_ref(x)).unwrap().remove(0)).collect();
-    assert_eq!(scores.iter().map(|s| s.decided_by.as_str()).collect::<Vec<_>>(), ["judge.yes", "judge.no", "judge.unparsed"]);
+    assert_eq!(
+        scores.iter().map(|s| s.decided_by.as_str()).collect::<Vec<_>>(),
+        ["judge.yes", "judge.no", "judge.unparsed"]
+    );
     assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [1.0, 0.0, 0.0]);
     assert_eq!(scores[0].details["prediction"], "Paris");
 
@@ -183,7 +191,10 @@ fn request_shape_verdicts_key_and_audit() {
     assert_eq!(body["messages"][1]["content"], "\nProblem: What is question 0?\nAnswer 1: Paris\nAnswer 2: Paris\n");
 
     let metrics = judge.take_metrics();
-    assert_eq!((metrics["judge_calls"], metrics["judge_yes"], metrics["judge_no"], metrics["judge_unparsed"]), (3.0, 1.0, 1.0, 1.0));
+    assert_eq!(
+        (metrics["judge_calls"], metrics["judge_yes"], metrics["judge_no"], metrics["judge_unparsed"]),
+        (3.0, 1.0, 1.0, 1.0)
+    );
     assert_eq!(metrics["judge_fallbacks"], 0.0);
 
     drop(judge);

@@ -16,9 +16,7 @@ impl ChoiceParser {
     /// `letters`: the option letters, upper-case ASCII (the reference: `ABCD`).
     pub fn new(letters: &str) -> Result<Self, String> {
         if letters.is_empty() || !letters.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(format!(
-                "`{letters}` must be one or more upper-case letters, like \"ABCD\""
-            ));
+            return Err(format!("`{letters}` must be one or more upper-case letters, like \"ABCD\""));
         }
         // A letter must stand alone: "The correct answer is Alice" names no option.
         let class = format!("[{letters}]");
@@ -27,9 +25,7 @@ impl ChoiceParser {
             patterns: [
                 make(format!(r"(?i:the correct answer is)\s*:?\s*\(({class})\)"))?,
                 make(format!(r"(?i:the correct answer is)\s*:?\s*({class})\b"))?,
-                make(format!(
-                    r"(?i:the answer is)\s*:?\s*(?:\(({class})\)|({class})\b)"
-                ))?,
+                make(format!(r"(?i:the answer is)\s*:?\s*(?:\(({class})\)|({class})\b)"))?,
             ],
             letters: letters.to_string(),
         })
@@ -40,13 +36,7 @@ impl ChoiceParser {
         let text = extract::strip_stars(answer_text);
         self.patterns.iter().find_map(|re| {
             let caps = re.captures(&text)?;
-            caps.iter()
-                .skip(1)
-                .flatten()
-                .next()?
-                .as_str()
-                .chars()
-                .next()
+            caps.iter().skip(1).flatten().next()?.as_str().chars().next()
         })
     }
 
@@ -56,17 +46,10 @@ impl ChoiceParser {
             return Some(letter);
         }
         let bare = extract::strip_stars(ground_truth);
-        let bare = bare
-            .trim()
-            .trim_end_matches('.')
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .trim();
+        let bare = bare.trim().trim_end_matches('.').trim_start_matches('(').trim_end_matches(')').trim();
         let mut chars = bare.chars();
         match (chars.next(), chars.next()) {
-            (Some(c), None) if self.letters.contains(c.to_ascii_uppercase()) => {
-                Some(c.to_ascii_uppercase())
-            }
+            (Some(c), None) if self.letters.contains(c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
             _ => None,
         }
     }
@@ -87,10 +70,7 @@ mod tests {
         assert_eq!(p.extract("The correct answer is Alice"), None);
         assert_eq!(p.extract("The correct answer is (E)"), None);
         // The parenthesised pattern is tried first over the whole text, as in the reference.
-        assert_eq!(
-            p.extract("The correct answer is A. No: the correct answer is (C)"),
-            Some('C')
-        );
+        assert_eq!(p.extract("The correct answer is A. No: the correct answer is (C)"), Some('C'));
     }
 
     #[test]

@@ -27,17 +27,13 @@ pub enum Value {
     List(Vec<f64>),
 }
 
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(\d(?:[\d,]*\d)?)?(?:\.(\d+))?(?:[eE]([-+]?\d{1,4}))?").unwrap()
-});
-static TIMES_TEN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:x|×|\*|·)\s*10\s*\^\s*\{?\s*([-+−]?\d{1,4})\s*\}?").unwrap()
-});
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\d(?:[\d,]*\d)?)?(?:\.(\d+))?(?:[eE]([-+]?\d{1,4}))?").unwrap());
+static TIMES_TEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:x|×|\*|·)\s*10\s*\^\s*\{?\s*([-+−]?\d{1,4})\s*\}?").unwrap());
 
 /// Symbols and words that may stand before the number; skipped (the reference strips them too).
-const SYMBOL_PREFIXES: &[&str] = &[
-    ":", "`", "$", "£", "€", "¥", "°", "~", "\\boxed{", "\\(", "{", "\\$", "US$",
-];
+const SYMBOL_PREFIXES: &[&str] = &[":", "`", "$", "£", "€", "¥", "°", "~", "\\boxed{", "\\(", "{", "\\$", "US$"];
 const WORD_PREFIXES: &[&str] = &[
     "approximately",
     "approx.",
@@ -60,8 +56,7 @@ const SIGNS: &[char] = &['-', '+', '−', '–'];
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
 }
 
 /// Drop leading decorations: currency, "approximately", colons, backticks, ...
@@ -126,12 +121,7 @@ fn parse_number(text: &str) -> Option<(f64, &str)> {
     let mut exponent: i32 = caps.get(3).map_or(Some(0), |e| e.as_str().parse().ok())?;
     let mut rest = &text[caps.get(0)?.end()..];
     if let Some(times) = TIMES_TEN.captures(rest) {
-        exponent += times
-            .get(1)?
-            .as_str()
-            .replace('−', "-")
-            .parse::<i32>()
-            .ok()?;
+        exponent += times.get(1)?.as_str().replace('−', "-").parse::<i32>().ok()?;
         rest = &rest[times.get(0)?.end()..];
     }
     // One decimal literal, so "3 x 10^-2" is exactly the float "3e-2".
@@ -144,11 +134,7 @@ fn parse_number(text: &str) -> Option<(f64, &str)> {
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
-    let word: String = text
-        .chars()
-        .take_while(|c| c.is_alphabetic())
-        .collect::<String>()
-        .to_lowercase();
+    let word: String = text.chars().take_while(|c| c.is_alphabetic()).collect::<String>().to_lowercase();
     match word.as_str() {
         "yes" | "true" => Some(true),
         "no" | "false" => Some(false),
@@ -200,8 +186,7 @@ fn answer_line(rest: &str) -> String {
 /// match of its pattern): the answer line and the value.
 pub fn extract_prediction(answer_text: &str) -> Option<(String, Value)> {
     let text = extract::strip_stars(answer_text);
-    extract::after_each_answer_is(&text)
-        .find_map(|rest| parse_value(rest).map(|v| (answer_line(rest), v)))
+    extract::after_each_answer_is(&text).find_map(|rest| parse_value(rest).map(|v| (answer_line(rest), v)))
 }
 
 /// The gold value, given bare ("12.5") or as a sentence ("… the answer is 12.5").
@@ -263,10 +248,7 @@ pub fn compare(pred: &Value, gold: &Value, tolerance: f64) -> (bool, &'static st
             None => (false, "numeric"),
         },
         (Value::List(p), Value::List(g)) => {
-            let same = p.len() == g.len()
-                && p.iter()
-                    .zip(g)
-                    .all(|(p, g)| compare_numbers(*p, *g, tolerance).is_some());
+            let same = p.len() == g.len() && p.iter().zip(g).all(|(p, g)| compare_numbers(*p, *g, tolerance).is_some());
             (same, "list")
         }
         _ => (false, "type_mismatch"),
@@ -315,10 +297,7 @@ mod tests {
         assert_eq!(parse_value("Yes, it does."), Some(Value::Bool(true)));
         assert_eq!(parse_value("False"), Some(Value::Bool(false)));
         assert_eq!(parse_value("not sure"), None);
-        assert_eq!(
-            parse_value("[1, 2.5, -3]"),
-            Some(Value::List(vec![1.0, 2.5, -3.0]))
-        );
+        assert_eq!(parse_value("[1, 2.5, -3]"), Some(Value::List(vec![1.0, 2.5, -3.0])));
         assert_eq!(parse_value("(1, 2)"), Some(Value::List(vec![1.0, 2.0])));
         assert_eq!(parse_value("[1, x]"), None);
         assert_eq!(parse_value("[1, 2"), None);
@@ -341,27 +320,17 @@ mod tests {
 
     #[test]
     fn first_stated_value_is_the_prediction() {
-        let (line, value) =
-            extract_prediction("So the answer is unclear... Finally, the answer is 12.5%.")
-                .unwrap();
+        let (line, value) = extract_prediction("So the answer is unclear... Finally, the answer is 12.5%.").unwrap();
         assert_eq!(value, Value::Number(12.5));
         assert_eq!(line, "12.5%");
-        assert_eq!(
-            extract_prediction("The answer is 3. Then the answer is 4.")
-                .unwrap()
-                .1,
-            Value::Number(3.0)
-        );
+        assert_eq!(extract_prediction("The answer is 3. Then the answer is 4.").unwrap().1, Value::Number(3.0));
         assert!(extract_prediction("no phrase 12").is_none());
     }
 
     #[test]
     fn gold_bare_or_sentence() {
         assert_eq!(parse_gold("12.5"), Some(Value::Number(12.5)));
-        assert_eq!(
-            parse_gold("Therefore, the answer is 12.5."),
-            Some(Value::Number(12.5))
-        );
+        assert_eq!(parse_gold("Therefore, the answer is 12.5."), Some(Value::Number(12.5)));
         assert_eq!(parse_gold("True"), Some(Value::Bool(true)));
         assert_eq!(parse_gold("n/a"), None);
     }
@@ -379,25 +348,9 @@ mod tests {
         assert_eq!(compare_numbers(0.1231, 0.1239, t), Some("round_up"));
         assert_eq!(compare_numbers(0.0, 0.0, t), Some("numeric"));
         assert_eq!(compare_numbers(1.0, 0.0, t), None);
-        assert_eq!(
-            compare(&Value::Bool(true), &Value::Bool(true), t),
-            (true, "boolean")
-        );
-        assert_eq!(
-            compare(&Value::Bool(true), &Value::Number(1.0), t),
-            (false, "type_mismatch")
-        );
-        assert_eq!(
-            compare(
-                &Value::List(vec![1.0, 2.0]),
-                &Value::List(vec![1.0, 2.001]),
-                t
-            ),
-            (true, "list")
-        );
-        assert_eq!(
-            compare(&Value::List(vec![1.0]), &Value::List(vec![1.0, 2.0]), t),
-            (false, "list")
-        );
+        assert_eq!(compare(&Value::Bool(true), &Value::Bool(true), t), (true, "boolean"));
+        assert_eq!(compare(&Value::Bool(true), &Value::Number(1.0), t), (false, "type_mismatch"));
+        assert_eq!(compare(&Value::List(vec![1.0, 2.0]), &Value::List(vec![1.0, 2.001]), t), (true, "list"));
+        assert_eq!(compare(&Value::List(vec![1.0]), &Value::List(vec![1.0, 2.0]), t), (false, "list"));
     }
 }

@@ -36,10 +36,7 @@ impl Metric {
 /// SQuAD normalisation: lower-case, drop ASCII punctuation, drop articles, fold whitespace.
 pub fn normalize_answer(text: &str) -> String {
     let lower = text.to_lowercase();
-    let no_punct: String = lower
-        .chars()
-        .filter(|c| !c.is_ascii_punctuation())
-        .collect();
+    let no_punct: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
     let no_articles = ARTICLE.replace_all(&no_punct, " ");
     no_articles.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -112,24 +109,15 @@ mod tests {
     #[test]
     fn squad_normalisation() {
         assert_eq!(normalize_answer("The  Eiffel-Tower!"), "eiffeltower");
-        assert_eq!(
-            normalize_answer("A cat, an owl and THE dog."),
-            "cat owl and dog"
-        );
+        assert_eq!(normalize_answer("A cat, an owl and THE dog."), "cat owl and dog");
         assert_eq!(normalize_answer("theatre"), "theatre");
         assert_eq!(normalize_answer("  "), "");
     }
 
     #[test]
     fn prediction_and_gold_extraction() {
-        assert_eq!(
-            extract_prediction("So **the answer is Paris**.").as_deref(),
-            Some("Paris")
-        );
-        assert_eq!(
-            extract_prediction("The answer is 1. Then the answer is Lyon<|im_end|>").as_deref(),
-            Some("Lyon")
-        );
+        assert_eq!(extract_prediction("So **the answer is Paris**.").as_deref(), Some("Paris"));
+        assert_eq!(extract_prediction("The answer is 1. Then the answer is Lyon<|im_end|>").as_deref(), Some("Lyon"));
         assert_eq!(extract_prediction("Paris"), None);
         assert_eq!(extract_prediction("the answer is ."), None);
         assert_eq!(extract_gold("Paris"), "Paris");

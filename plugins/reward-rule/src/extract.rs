@@ -14,9 +14,7 @@ static ANSWER_IS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)the answer
 
 /// The text after the last `</think>`, or `None` when there is none.
 pub fn after_think(response: &str) -> Option<&str> {
-    response
-        .rfind(THINK_END)
-        .map(|at| &response[at + THINK_END.len()..])
+    response.rfind(THINK_END).map(|at| &response[at + THINK_END.len()..])
 }
 
 pub fn strip_special_tokens(text: &str) -> String {
@@ -45,11 +43,7 @@ pub fn mentions_answer_is(text: &str) -> bool {
 /// The reference's clean-up of an extracted answer: trim, drop special tokens, trim, strip periods
 /// at both ends, trim.
 pub fn clean_answer(text: &str) -> String {
-    strip_special_tokens(text.trim())
-        .trim()
-        .trim_matches('.')
-        .trim()
-        .to_string()
+    strip_special_tokens(text.trim()).trim().trim_matches('.').trim().to_string()
 }
 
 #[cfg(test)]
@@ -66,19 +60,13 @@ mod tests {
     #[test]
     fn special_tokens_of_both_families_are_removed() {
         assert_eq!(strip_special_tokens("Paris<|im_end|>"), "Paris");
-        assert_eq!(
-            strip_special_tokens("Paris<｜end▁of▁sentence｜><｜Assistant｜>"),
-            "Paris"
-        );
+        assert_eq!(strip_special_tokens("Paris<｜end▁of▁sentence｜><｜Assistant｜>"), "Paris");
         assert_eq!(strip_special_tokens("a < b | c > d"), "a < b | c > d");
     }
 
     #[test]
     fn answer_phrase_is_case_insensitive_and_last() {
-        assert_eq!(
-            after_last_answer_is("The answer is A. So THE ANSWER IS B"),
-            Some(" B")
-        );
+        assert_eq!(after_last_answer_is("The answer is A. So THE ANSWER IS B"), Some(" B"));
         assert_eq!(after_last_answer_is("nothing here"), None);
         let all: Vec<&str> = after_each_answer_is("the answer is 1, the answer is 2").collect();
         assert_eq!(all, vec![" 1, the answer is 2", " 2"]);

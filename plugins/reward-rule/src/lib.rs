@@ -9,9 +9,7 @@ pub mod extract;
 pub mod routes;
 
 use longrl_core::abi::Component;
-use longrl_core::api::{
-    ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore,
-};
+use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore};
 use longrl_core::sdk::{config_keys, parse_config};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -58,22 +56,13 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
         "require_think",
         "score 0 when the response has no `</think>` (turn off for non-thinking models: the whole response is then the answer)",
     ),
-    (
-        "metric",
-        "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`",
-    ),
+    ("metric", "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`"),
     (
         "routes",
         "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`; the first route matching a data source decides its rule; unknown sources are an error at start-up",
     ),
-    (
-        "choice_letters",
-        "option letters of multiple-choice questions (upper-case)",
-    ),
-    (
-        "tolerance",
-        "DocMath relative tolerance (the reference: 0.0015)",
-    ),
+    ("choice_letters", "option letters of multiple-choice questions (upper-case)"),
+    ("tolerance", "DocMath relative tolerance (the reference: 0.0015)"),
     (
         "empty_matches",
         "let a doc-QA answer that normalises to nothing (\"the answer is the.\") match, as the reference's substring test does; off by default because a policy learns to exploit it",
@@ -101,10 +90,7 @@ impl Component for RuleReward {
         }
     }
 
-    fn create(
-        config: &serde_json::Value,
-        _context: &ComponentContext,
-    ) -> longrl_core::Result<Self> {
+    fn create(config: &serde_json::Value, _context: &ComponentContext) -> longrl_core::Result<Self> {
         let config: RuleConfig = parse_config(COMPONENT, config)?;
         Self::new(config)
     }
@@ -112,23 +98,14 @@ impl Component for RuleReward {
 
 impl RuleReward {
     pub fn new(config: RuleConfig) -> longrl_core::Result<Self> {
-        let router = Router::new(&config.routes).map_err(|(key, message)| {
-            longrl_core::Error::config(format!("{COMPONENT}: {key}"), message)
-        })?;
-        let choice = ChoiceParser::new(&config.choice_letters).map_err(|message| {
-            longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message)
-        })?;
+        let router = Router::new(&config.routes)
+            .map_err(|(key, message)| longrl_core::Error::config(format!("{COMPONENT}: {key}"), message))?;
+        let choice = ChoiceParser::new(&config.choice_letters)
+            .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))?;
         if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
-            return Err(longrl_core::Error::config(
-                format!("{COMPONENT}: tolerance"),
-                "must be a number >= 0",
-            ));
+            return Err(longrl_core::Error::config(format!("{COMPONENT}: tolerance"), "must be a number >= 0"));
         }
-        Ok(RuleReward {
-            config,
-            router,
-            choice,
-        })
+        Ok(RuleReward { config, router, choice })
     }
 
     /// Score one response. Errors only for a data source no route matches.
@@ -159,18 +136,12 @@ impl RuleReward {
         let gold_raw = docqa::extract_gold(ground_truth);
         let gold = docqa::normalize_answer(&gold_raw);
         let Some(extracted) = docqa::extract_prediction(answer) else {
-            return verdict(
-                0.0,
-                "no_answer",
-                base,
-                json!({ "answer": answer, "gold": gold }),
-            );
+            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
         };
         let prediction = docqa::normalize_answer(&extracted);
         let metric = self.config.metric;
         let score = docqa::score(metric, &prediction, &gold, self.config.empty_matches);
-        let decided_by = if !self.config.empty_matches && (prediction.is_empty() || gold.is_empty())
-        {
+        let decided_by = if !self.config.empty_matches && (prediction.is_empty() || gold.is_empty()) {
             "docqa.empty".to_string()
         } else {
             format!("docqa.{}", metric.as_str())
@@ -182,10 +153,7 @@ impl RuleReward {
     fn docmath(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
         let gold = docmath::parse_gold(ground_truth);
         let Some(gold) = gold else {
-            tracing::warn!(
-                ground_truth,
-                "DocMath ground truth states no number, list or boolean; scoring 0"
-            );
+            tracing::warn!(ground_truth, "DocMath ground truth states no number, list or boolean; scoring 0");
             return verdict(
                 0.0,
                 "docmath.bad_ground_truth",
@@ -194,29 +162,16 @@ impl RuleReward {
             );
         };
         let Some((extracted, prediction)) = docmath::extract_prediction(answer) else {
-            return verdict(
-                0.0,
-                "no_answer",
-                base,
-                json!({ "answer": answer, "gold": gold }),
-            );
+            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
         };
         let (matched, check) = docmath::compare(&prediction, &gold, self.config.tolerance);
         let fields = json!({ "answer": answer, "extracted": extracted, "prediction": prediction, "gold": gold });
-        verdict(
-            if matched { 1.0 } else { 0.0 },
-            &format!("docmath.{check}"),
-            base,
-            fields,
-        )
+        verdict(if matched { 1.0 } else { 0.0 }, &format!("docmath.{check}"), base, fields)
     }
 
     fn choice(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
         let Some(gold) = self.choice.gold(ground_truth) else {
-            tracing::warn!(
-                ground_truth,
-                "multiple-choice ground truth names no option letter; scoring 0"
-            );
+            tracing::warn!(ground_truth, "multiple-choice ground truth names no option letter; scoring 0");
             return verdict(
                 0.0,
                 "choice.bad_ground_truth",
@@ -225,50 +180,27 @@ impl RuleReward {
             );
         };
         let Some(letter) = self.choice.extract(answer) else {
-            return verdict(
-                0.0,
-                "no_answer",
-                base,
-                json!({ "answer": answer, "gold": gold.to_string() }),
-            );
+            return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold.to_string() }));
         };
-        let fields =
-            json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
-        verdict(
-            if letter == gold { 1.0 } else { 0.0 },
-            "choice.letter",
-            base,
-            fields,
-        )
+        let fields = json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
+        verdict(if letter == gold { 1.0 } else { 0.0 }, "choice.letter", base, fields)
     }
 }
 
 /// A score with `details` = the route facts, `decided_by` and the rule's own fields.
-fn verdict(
-    score: f32,
-    decided_by: &str,
-    base: serde_json::Value,
-    fields: serde_json::Value,
-) -> RewardScore {
+fn verdict(score: f32, decided_by: &str, base: serde_json::Value, fields: serde_json::Value) -> RewardScore {
     let mut details = base;
     if let (Some(details), serde_json::Value::Object(fields)) = (details.as_object_mut(), fields) {
         details.extend(fields);
         details.insert("decided_by".into(), json!(decided_by));
     }
-    RewardScore {
-        score,
-        decided_by: decided_by.to_string(),
-        details,
-    }
+    RewardScore { score, decided_by: decided_by.to_string(), details }
 }
 
 impl Reward for RuleReward {
     fn check_sources(&self, sources: &[String]) -> longrl_core::Result<()> {
-        let mut unknown: Vec<&str> = sources
-            .iter()
-            .filter(|s| self.router.rule(s).is_none())
-            .map(String::as_str)
-            .collect();
+        let mut unknown: Vec<&str> =
+            sources.iter().filter(|s| self.router.rule(s).is_none()).map(String::as_str).collect();
         unknown.sort_unstable();
         unknown.dedup();
         if unknown.is_empty() {
@@ -276,11 +208,7 @@ impl Reward for RuleReward {
         }
         Err(longrl_core::Error::msg(format!(
             "{COMPONENT}: no route for data source(s) {}; add `{{prefix = \"...\", rule = \"docqa|docmath|choice\"}}` entries to the rule reward's `routes`",
-            unknown
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         )))
     }
 
@@ -309,15 +237,7 @@ mod tests {
     }
 
     /// (what, config, data_source, response, ground truth, score, decided_by).
-    type Case = (
-        &'static str,
-        serde_json::Value,
-        &'static str,
-        &'static str,
-        &'static str,
-        f32,
-        &'static str,
-    );
+    type Case = (&'static str, serde_json::Value, &'static str, &'static str, &'static str, f32, &'static str);
 
     fn cases() -> Vec<Case> {
         let plain = "Therefore, the answer is Paris.";
@@ -342,15 +262,7 @@ mod tests {
                 1.0,
                 "docmath.scale_x100",
             ),
-            (
-                "think required",
-                json!({}),
-                "musique",
-                plain,
-                "Paris",
-                0.0,
-                "no_think",
-            ),
+            ("think required", json!({}), "musique", plain, "Paris", 0.0, "no_think"),
             (
                 "answer phrase required",
                 json!({}),
@@ -360,51 +272,11 @@ mod tests {
                 0.0,
                 "no_answer",
             ),
-            (
-                "think not required",
-                json!({"require_think": false}),
-                "musique",
-                plain,
-                "Paris",
-                1.0,
-                "docqa.sub_em",
-            ),
-            (
-                "empty answer",
-                json!({}),
-                "musique",
-                empty,
-                "Paris",
-                0.0,
-                "docqa.empty",
-            ),
-            (
-                "empty answer allowed",
-                json!({"empty_matches": true}),
-                "musique",
-                empty,
-                "Paris",
-                1.0,
-                "docqa.sub_em",
-            ),
-            (
-                "metric em",
-                json!({"metric": "em"}),
-                "hotpotqa",
-                france,
-                "Paris",
-                0.0,
-                "docqa.em",
-            ),
-            (
-                "metric f1",
-                json!({"metric": "f1"}),
-                "hotpotqa",
-                france,
-                "Paris",
-                2.0 / 3.0,
-                "docqa.f1",
-            ),
+            ("think not required", json!({"require_think": false}), "musique", plain, "Paris", 1.0, "docqa.sub_em"),
+            ("empty answer", json!({}), "musique", empty, "Paris", 0.0, "docqa.empty"),
+            ("empty answer allowed", json!({"empty_matches": true}), "musique", empty, "Paris", 1.0, "docqa.sub_em"),
+            ("metric em", json!({"metric": "em"}), "hotpotqa", france, "Paris", 0.0, "docqa.em"),
+            ("metric f1", json!({"metric": "f1"}), "hotpotqa", france, "Paris", 2.0 / 3.0, "docqa.f1"),
             (
                 "bad docmath ground truth",
                 json!({}),
@@ -429,9 +301,7 @@ mod tests {
     #[test]
     fn each_rule_decides_its_cases() {
         for (what, config, source, response, gold, score, rule) in cases() {
-            let s = reward(config)
-                .score_one(&input(source, response, gold))
-                .unwrap();
+            let s = reward(config).score_one(&input(source, response, gold)).unwrap();
             assert!((s.score - score).abs() < 1e-6, "{what}: {s:?}");
             assert_eq!(s.decided_by, rule, "{what}");
         }
@@ -454,23 +324,10 @@ mod tests {
     #[test]
     fn unknown_sources_are_named() {
         let r = reward(json!({}));
-        let sources = vec![
-            "musique_v1".to_string(),
-            "gsm8k".into(),
-            "mbpp".into(),
-            "gsm8k".into(),
-        ];
+        let sources = vec!["musique_v1".to_string(), "gsm8k".into(), "mbpp".into(), "gsm8k".into()];
         let err = r.check_sources(&sources).unwrap_err().to_string();
-        assert!(
-            err.contains("`gsm8k`, `mbpp`") && !err.contains("musique"),
-            "{err}"
-        );
-        assert!(
-            r.score(&[input("gsm8k", "</think>the answer is 1", "1")])
-                .unwrap_err()
-                .to_string()
-                .contains("gsm8k")
-        );
+        assert!(err.contains("`gsm8k`, `mbpp`") && !err.contains("musique"), "{err}");
+        assert!(r.score(&[input("gsm8k", "</think>the answer is 1", "1")]).unwrap_err().to_string().contains("gsm8k"));
         let r = reward(json!({"routes": [{"pattern": "^gsm", "rule": "docmath"}]}));
         r.check_sources(&["gsm8k".into()]).unwrap();
         assert!(r.check_sources(&["musique".into()]).is_err());
@@ -478,12 +335,8 @@ mod tests {
 
     #[test]
     fn bad_config_names_the_key() {
-        let make = |c: serde_json::Value| {
-            RuleReward::create(&c, &ComponentContext::default())
-                .err()
-                .unwrap()
-                .to_string()
-        };
+        let make =
+            |c: serde_json::Value| RuleReward::create(&c, &ComponentContext::default()).err().unwrap().to_string();
         assert!(make(json!({"metrik": "em"})).contains("metrik"));
         assert!(make(json!({"metric": "bleu"})).contains("bleu"));
         assert!(make(json!({"routes": [{"pattern": "(", "rule": "docqa"}]})).contains("routes[0]"));

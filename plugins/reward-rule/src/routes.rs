@@ -35,11 +35,7 @@ pub struct RouteConfig {
 
 impl RouteConfig {
     fn prefix(prefix: &str, rule: Rule) -> Self {
-        RouteConfig {
-            prefix: Some(prefix.to_string()),
-            pattern: None,
-            rule,
-        }
+        RouteConfig { prefix: Some(prefix.to_string()), pattern: None, rule }
     }
 }
 
@@ -59,10 +55,7 @@ pub fn default_routes() -> Vec<RouteConfig> {
         // The data layer's `data.default_data_source` for rows that name none.
         "docqa",
     ];
-    let mut routes: Vec<RouteConfig> = docqa
-        .iter()
-        .map(|p| RouteConfig::prefix(p, Rule::Docqa))
-        .collect();
+    let mut routes: Vec<RouteConfig> = docqa.iter().map(|p| RouteConfig::prefix(p, Rule::Docqa)).collect();
     routes.push(RouteConfig::prefix("docmath", Rule::Docmath));
     routes.push(RouteConfig::prefix("synth_numeric", Rule::Docmath));
     routes.push(RouteConfig::prefix("long_toc_choices", Rule::Choice));
@@ -86,12 +79,10 @@ impl Router {
         for (i, route) in configs.iter().enumerate() {
             let key = format!("routes[{i}]");
             let matcher = match (&route.prefix, &route.pattern) {
-                (Some(prefix), None) if !prefix.is_empty() => {
-                    Matcher::Prefix(prefix.to_lowercase())
+                (Some(prefix), None) if !prefix.is_empty() => Matcher::Prefix(prefix.to_lowercase()),
+                (None, Some(pattern)) => {
+                    Matcher::Pattern(Regex::new(pattern).map_err(|e| (key.clone(), format!("bad pattern: {e}")))?)
                 }
-                (None, Some(pattern)) => Matcher::Pattern(
-                    Regex::new(pattern).map_err(|e| (key.clone(), format!("bad pattern: {e}")))?,
-                ),
                 (Some(_), Some(_)) => {
                     return Err((key, "give `prefix` or `pattern`, not both".into()));
                 }
@@ -133,33 +124,17 @@ mod tests {
     #[test]
     fn patterns_and_bad_routes() {
         let routes = vec![
-            RouteConfig {
-                prefix: None,
-                pattern: Some("^my_(qa|rag)$".into()),
-                rule: Rule::Docqa,
-            },
+            RouteConfig { prefix: None, pattern: Some("^my_(qa|rag)$".into()), rule: Rule::Docqa },
             RouteConfig::prefix("my", Rule::Choice),
         ];
         let router = Router::new(&routes).unwrap();
         assert_eq!(router.rule("my_rag"), Some(Rule::Docqa));
         assert_eq!(router.rule("my_rag2"), Some(Rule::Choice));
-        let bad = RouteConfig {
-            prefix: None,
-            pattern: Some("(".into()),
-            rule: Rule::Docqa,
-        };
+        let bad = RouteConfig { prefix: None, pattern: Some("(".into()), rule: Rule::Docqa };
         assert_eq!(Router::new(&[bad]).err().unwrap().0, "routes[0]");
-        let both = RouteConfig {
-            prefix: Some("a".into()),
-            pattern: Some("b".into()),
-            rule: Rule::Docqa,
-        };
+        let both = RouteConfig { prefix: Some("a".into()), pattern: Some("b".into()), rule: Rule::Docqa };
         assert!(Router::new(&[both]).err().unwrap().1.contains("not both"));
-        let neither = RouteConfig {
-            prefix: None,
-            pattern: None,
-            rule: Rule::Docqa,
-        };
+        let neither = RouteConfig { prefix: None, pattern: None, rule: Rule::Docqa };
         assert!(Router::new(&[neither]).is_err());
     }
 }

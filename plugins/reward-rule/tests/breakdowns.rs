@@ -26,7 +26,10 @@ fn run(cases: &[Case]) -> serde_json::Value {
         };
         let score = reward.score_one(&input).unwrap();
         assert_eq!(score.score, case.expected, "{}: {score:?}", case.name);
-        out.insert(case.name.into(), json!({ "score": score.score, "decided_by": score.decided_by, "details": score.details }));
+        out.insert(
+            case.name.into(),
+            json!({ "score": score.score, "decided_by": score.decided_by, "details": score.details }),
+        );
     }
     serde_json::Value::Object(out)
 }

@@ -11,12 +11,7 @@ fn reward(config: serde_json::Value) -> RuleReward {
 }
 
 fn input(source: &str, response: String, gold: String) -> RewardInput {
-    RewardInput {
-        response,
-        ground_truth: gold,
-        data_source: source.into(),
-        ..Default::default()
-    }
+    RewardInput { response, ground_truth: gold, data_source: source.into(), ..Default::default() }
 }
 
 /// Free text that cannot itself state an answer or close the thinking block.

@@ -21,12 +21,7 @@ pub struct EpochShuffler {
 
 impl EpochShuffler {
     pub fn new(pool: Vec<u32>) -> Self {
-        EpochShuffler {
-            pool,
-            order: Vec::new(),
-            cursor: 0,
-            epochs_completed: 0,
-        }
+        EpochShuffler { pool, order: Vec::new(), cursor: 0, epochs_completed: 0 }
     }
 
     pub fn pool(&self) -> &[u32] {
@@ -80,10 +75,7 @@ mod tests {
             assert_eq!(got, (0..10).collect::<Vec<_>>());
         }
         assert_eq!(s.epochs_completed(), 3);
-        assert!(
-            orders[0] != orders[1] || orders[1] != orders[2],
-            "epochs should be reshuffled"
-        );
+        assert!(orders[0] != orders[1] || orders[1] != orders[2], "epochs should be reshuffled");
     }
 
     #[test]

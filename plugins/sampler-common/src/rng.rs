@@ -51,17 +51,8 @@ impl SamplerRng {
     }
 
     pub fn state(&self) -> RngState {
-        let seed: String = self
-            .0
-            .get_seed()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        RngState {
-            seed,
-            stream: self.0.get_stream(),
-            word_pos: self.0.get_word_pos().to_string(),
-        }
+        let seed: String = self.0.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+        RngState { seed, stream: self.0.get_stream(), word_pos: self.0.get_word_pos().to_string() }
     }
 
     pub fn from_state(state: &RngState) -> Result<Self> {
@@ -71,8 +62,7 @@ impl SamplerRng {
         }
         let mut seed = [0u8; 32];
         for (i, byte) in seed.iter_mut().enumerate() {
-            *byte =
-                u8::from_str_radix(&state.seed[2 * i..2 * i + 2], 16).map_err(|_| bad("seed"))?;
+            *byte = u8::from_str_radix(&state.seed[2 * i..2 * i + 2], 16).map_err(|_| bad("seed"))?;
         }
         let word_pos: u128 = state.word_pos.parse().map_err(|_| bad("word_pos"))?;
         let mut rng = ChaCha8Rng::from_seed(seed);
@@ -106,20 +96,10 @@ mod tests {
     fn malformed_state_is_an_error() {
         let mut s = SamplerRng::from_seed(1).state();
         s.seed = "zz".repeat(32);
-        assert!(
-            SamplerRng::from_state(&s)
-                .unwrap_err()
-                .to_string()
-                .contains("seed")
-        );
+        assert!(SamplerRng::from_state(&s).unwrap_err().to_string().contains("seed"));
         let mut s = SamplerRng::from_seed(1).state();
         s.word_pos = "-1".into();
-        assert!(
-            SamplerRng::from_state(&s)
-                .unwrap_err()
-                .to_string()
-                .contains("word_pos")
-        );
+        assert!(SamplerRng::from_state(&s).unwrap_err().to_string().contains("word_pos"));
     }
 
     #[test]

@@ -7,20 +7,11 @@ use longrl_core::api::{PoolItem, Sampler};
 /// Drawing before `begin_phase`, an empty pool and a malformed saved state are errors that say so.
 /// `malformed` is a state the sampler cannot read.
 pub fn assert_refuses_misuse<S: Sampler + ?Sized>(s: &mut S, malformed: &[u8]) {
-    let drawn = s
-        .next_batch(1)
-        .expect_err("a draw before begin_phase")
-        .to_string();
+    let drawn = s.next_batch(1).expect_err("a draw before begin_phase").to_string();
     assert!(drawn.contains("before begin_phase"), "{drawn}");
-    let empty = s
-        .begin_phase(0, &[])
-        .expect_err("an empty pool")
-        .to_string();
+    let empty = s.begin_phase(0, &[]).expect_err("an empty pool").to_string();
     assert!(empty.contains("no examples"), "{empty}");
-    let state = s
-        .load_state(malformed)
-        .expect_err("a malformed state")
-        .to_string();
+    let state = s.load_state(malformed).expect_err("a malformed state").to_string();
     assert!(state.contains("malformed"), "{state}");
 }
 

@@ -60,12 +60,7 @@ mod tests {
             let p = w / 10.0;
             let sigma = (n as f64 * p * (1.0 - p)).sqrt();
             let diff = (counts[i] as f64 - n as f64 * p).abs();
-            assert!(
-                diff < 4.0 * sigma,
-                "index {i}: {} draws, expected {}",
-                counts[i],
-                n as f64 * p
-            );
+            assert!(diff < 4.0 * sigma, "index {i}: {} draws, expected {}", counts[i], n as f64 * p);
         }
     }
 }

@@ -17,10 +17,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn seeded(mean_reward: f64) -> Self {
-        Stats {
-            mean_reward,
-            groups: 1,
-        }
+        Stats { mean_reward, groups: 1 }
     }
 
     /// Fold in one group: every group weighs the same, however many rollouts it had.
@@ -49,20 +46,11 @@ struct FileLine {
 /// recomputes difficulty from `mean_reward` with its own smoothing.
 pub fn read_file(path: &Path) -> Result<BTreeMap<String, f64>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::msg(format!(
-            "sampler/retrospective: cannot read difficulty file {}: {e}",
-            path.display()
-        ))
+        Error::msg(format!("sampler/retrospective: cannot read difficulty file {}: {e}", path.display()))
     })?;
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
-        let bad = |msg: String| {
-            Error::msg(format!(
-                "difficulty file {} line {}: {msg}",
-                path.display(),
-                i + 1
-            ))
-        };
+        let bad = |msg: String| Error::msg(format!("difficulty file {} line {}: {msg}", path.display(), i + 1));
         if line.trim().is_empty() {
             continue;
         }
@@ -78,9 +66,7 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, f64>> {
         if let Some(d) = row.difficulty
             && !(d.is_finite() && d > 0.0)
         {
-            return Err(bad(format!(
-                "`difficulty` must be a positive number, got {d}"
-            )));
+            return Err(bad(format!("`difficulty` must be a positive number, got {d}")));
         }
         if out.insert(id.clone(), row.mean_reward).is_some() {
             return Err(bad(format!("example id `{id}` appears twice")));
@@ -127,36 +113,16 @@ mod tests {
         let f = file("{\"id\": \"a\", \"mean_reward\": 0.0}\n{\"id\": \"b\"}\n");
         let e = read_file(f.path()).unwrap_err().to_string();
         assert!(
-            e.contains("line 2")
-                && e.contains("mean_reward")
-                && e.contains(&f.path().display().to_string()),
+            e.contains("line 2") && e.contains("mean_reward") && e.contains(&f.path().display().to_string()),
             "{e}"
         );
-        let f =
-            file("{\"id\": \"a\", \"mean_reward\": 0.0}\n{\"id\": \"a\", \"mean_reward\": 1.0}\n");
-        assert!(
-            read_file(f.path())
-                .unwrap_err()
-                .to_string()
-                .contains("line 2: example id `a` appears twice")
-        );
+        let f = file("{\"id\": \"a\", \"mean_reward\": 0.0}\n{\"id\": \"a\", \"mean_reward\": 1.0}\n");
+        assert!(read_file(f.path()).unwrap_err().to_string().contains("line 2: example id `a` appears twice"));
         let f = file("not json\n");
-        assert!(
-            read_file(f.path())
-                .unwrap_err()
-                .to_string()
-                .contains("line 1")
-        );
+        assert!(read_file(f.path()).unwrap_err().to_string().contains("line 1"));
         let f = file("{\"id\": \"a\", \"mean_reward\": 0.0, \"difficulty\": -1}\n");
-        assert!(
-            read_file(f.path())
-                .unwrap_err()
-                .to_string()
-                .contains("difficulty")
-        );
-        let e = read_file(Path::new("/nonexistent/diff.jsonl"))
-            .unwrap_err()
-            .to_string();
+        assert!(read_file(f.path()).unwrap_err().to_string().contains("difficulty"));
+        let e = read_file(Path::new("/nonexistent/diff.jsonl")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/diff.jsonl"), "{e}");
     }
 }

@@ -54,10 +54,7 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
         "difficulty = 1 / (max(mean reward, 0) + smoothing): a never-solved example has difficulty 1/smoothing \
          (10 at 0.1) instead of infinity; must be > 0",
     ),
-    (
-        "retain_threshold",
-        "at a phase change, earlier examples with mean reward <= this stay in the pool (authors: 0)",
-    ),
+    ("retain_threshold", "at a phase change, earlier examples with mean reward <= this stay in the pool (authors: 0)"),
     (
         "retained_share",
         "fraction of each batch drawn from retained examples: exactly round(n * share) prompts, with replacement, \
@@ -72,10 +69,7 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
         "JSONL from `longrl difficulty` ({\"id\", \"difficulty\", \"mean_reward\"} per line) seeding examples' mean \
          reward by id, counted as one observed group; null: start with no knowledge",
     ),
-    (
-        "seed",
-        "mixed into the run's seed to pick this sampler's stream (null: the run's seed alone)",
-    ),
+    ("seed", "mixed into the run's seed to pick this sampler's stream (null: the run's seed alone)"),
 ];
 
 /// The complete checkpoint state.
@@ -126,22 +120,13 @@ impl Component for RetrospectiveSampler {
         let config: RetrospectiveConfig = parse_config(COMPONENT, config)?;
         let bad = |key: &str, msg: String| Err(Error::config(key, format!("{COMPONENT}: {msg}")));
         if !(config.smoothing.is_finite() && config.smoothing > 0.0) {
-            return bad(
-                "smoothing",
-                format!("must be a number > 0, got {}", config.smoothing),
-            );
+            return bad("smoothing", format!("must be a number > 0, got {}", config.smoothing));
         }
         if !config.retain_threshold.is_finite() {
-            return bad(
-                "retain_threshold",
-                format!("must be a finite number, got {}", config.retain_threshold),
-            );
+            return bad("retain_threshold", format!("must be a finite number, got {}", config.retain_threshold));
         }
         if !(0.0..=1.0).contains(&config.retained_share) {
-            return bad(
-                "retained_share",
-                format!("must be in [0, 1], got {}", config.retained_share),
-            );
+            return bad("retained_share", format!("must be in [0, 1], got {}", config.retained_share));
         }
         let seeds = match &config.difficulty_file {
             Some(path) => {
@@ -168,9 +153,7 @@ impl Component for RetrospectiveSampler {
 
 impl RetrospectiveSampler {
     fn difficulty_of(&self, index: u32) -> Option<f64> {
-        self.stats
-            .get(&index)
-            .map(|s| difficulty(s.mean_reward, self.config.smoothing))
+        self.stats.get(&index).map(|s| difficulty(s.mean_reward, self.config.smoothing))
     }
 
     /// Difficulties of `indices`; examples never observed get the mean of the observed ones (1 when
@@ -178,19 +161,13 @@ impl RetrospectiveSampler {
     fn weights(&self, indices: &[u32]) -> Vec<f64> {
         let known: Vec<Option<f64>> = indices.iter().map(|&i| self.difficulty_of(i)).collect();
         let observed: Vec<f64> = known.iter().flatten().copied().collect();
-        let fallback = if observed.is_empty() {
-            1.0
-        } else {
-            observed.iter().sum::<f64>() / observed.len() as f64
-        };
+        let fallback = if observed.is_empty() { 1.0 } else { observed.iter().sum::<f64>() / observed.len() as f64 };
         known.into_iter().map(|d| d.unwrap_or(fallback)).collect()
     }
 
     fn draw_weighted(&mut self, indices: &[u32], count: usize) -> Result<Vec<u32>> {
         let weights = self.weights(indices);
-        (0..count)
-            .map(|_| Ok(indices[weighted_index(&weights, &mut self.rng)?]))
-            .collect()
+        (0..count).map(|_| Ok(indices[weighted_index(&weights, &mut self.rng)?])).collect()
     }
 
     /// The examples an ending phase hands on: its own and those it retained, if still hard enough.
@@ -199,11 +176,7 @@ impl RetrospectiveSampler {
         candidates
             .into_iter()
             .filter(|i| !new_pool.contains(i))
-            .filter(|i| {
-                self.stats
-                    .get(i)
-                    .is_some_and(|s| s.mean_reward <= self.config.retain_threshold)
-            })
+            .filter(|i| self.stats.get(i).is_some_and(|s| s.mean_reward <= self.config.retain_threshold))
             .collect()
     }
 }
@@ -213,10 +186,7 @@ impl Sampler for RetrospectiveSampler {
         let indices: Vec<u32> = pool.iter().map(|p| p.index).collect();
         // After a restore the trainer may announce the phase it is already in: keep the position.
         if self.phase == Some(phase) && self.pool == indices {
-            tracing::debug!(
-                phase,
-                "retrospective sampler: phase already begun, keeping its position"
-            );
+            tracing::debug!(phase, "retrospective sampler: phase already begun, keeping its position");
             return Ok(());
         }
         let mut seeded = 0usize;
@@ -233,10 +203,7 @@ impl Sampler for RetrospectiveSampler {
             self.retain_from_previous(&new_set)
         } else {
             if phase > 0 {
-                tracing::warn!(
-                    phase,
-                    "retrospective sampler: no earlier phase was seen, so nothing is retained"
-                );
+                tracing::warn!(phase, "retrospective sampler: no earlier phase was seen, so nothing is retained");
             }
             Vec::new()
         };
@@ -262,9 +229,7 @@ impl Sampler for RetrospectiveSampler {
 
     fn next_batch(&mut self, n: usize) -> Result<Vec<u32>> {
         if self.phase.is_none() {
-            return Err(Error::msg(format!(
-                "{COMPONENT}: next_batch called before begin_phase"
-            )));
+            return Err(Error::msg(format!("{COMPONENT}: next_batch called before begin_phase")));
         }
         let from_retained = if self.retained.is_empty() {
             0
@@ -292,14 +257,10 @@ impl Sampler for RetrospectiveSampler {
 
     fn observe(&mut self, index: u32, rewards: &[f32]) -> Result<()> {
         if rewards.is_empty() {
-            return Err(Error::msg(format!(
-                "{COMPONENT}: observe({index}) got no rewards"
-            )));
+            return Err(Error::msg(format!("{COMPONENT}: observe({index}) got no rewards")));
         }
         if let Some(r) = rewards.iter().find(|r| !r.is_finite()) {
-            return Err(Error::msg(format!(
-                "{COMPONENT}: observe({index}) got a non-finite reward {r}"
-            )));
+            return Err(Error::msg(format!("{COMPONENT}: observe({index}) got a non-finite reward {r}")));
         }
         let group_mean = rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / rewards.len() as f64;
         match self.stats.get_mut(&index) {
@@ -313,11 +274,7 @@ impl Sampler for RetrospectiveSampler {
 
     fn epochs_completed(&self) -> u64 {
         if self.config.weight_new_by_difficulty {
-            if self.pool.is_empty() {
-                0
-            } else {
-                self.new_draws / self.pool.len() as u64
-            }
+            if self.pool.is_empty() { 0 } else { self.new_draws / self.pool.len() as u64 }
         } else {
             self.shuffler.epochs_completed()
         }
@@ -327,28 +284,15 @@ impl Sampler for RetrospectiveSampler {
         let active: Vec<u32> = self.pool.iter().chain(&self.retained).copied().collect();
         let weights = self.weights(&active);
         let mean = |xs: &[f64]| {
-            if xs.is_empty() {
-                0.0
-            } else {
-                xs.iter().sum::<f64>() / xs.len() as f64
-            }
+            if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
         };
         BTreeMap::from([
             ("pool_size".to_string(), self.pool.len() as f64),
             ("retained_count".to_string(), self.retained.len() as f64),
             ("mean_difficulty".to_string(), mean(&weights)),
-            (
-                "retained_mean_difficulty".to_string(),
-                mean(&weights[self.pool.len()..]),
-            ),
-            (
-                "observed_examples".to_string(),
-                active.iter().filter(|i| self.stats.contains_key(i)).count() as f64,
-            ),
-            (
-                "epochs_completed".to_string(),
-                self.epochs_completed() as f64,
-            ),
+            ("retained_mean_difficulty".to_string(), mean(&weights[self.pool.len()..])),
+            ("observed_examples".to_string(), active.iter().filter(|i| self.stats.contains_key(i)).count() as f64),
+            ("epochs_completed".to_string(), self.epochs_completed() as f64),
         ])
     }
 
@@ -357,11 +301,7 @@ impl Sampler for RetrospectiveSampler {
             phase: self.phase,
             pool: self.pool.clone(),
             retained: self.retained.clone(),
-            stats: self
-                .stats
-                .iter()
-                .map(|(&i, s)| (i, (s.mean_reward.to_bits(), s.groups)))
-                .collect(),
+            stats: self.stats.iter().map(|(&i, s)| (i, (s.mean_reward.to_bits(), s.groups))).collect(),
             shuffler: self.shuffler.clone(),
             new_draws: self.new_draws,
             rng: self.rng.state(),
@@ -379,15 +319,7 @@ impl Sampler for RetrospectiveSampler {
         self.stats = s
             .stats
             .into_iter()
-            .map(|(i, (bits, groups))| {
-                (
-                    i,
-                    Stats {
-                        mean_reward: f64::from_bits(bits),
-                        groups,
-                    },
-                )
-            })
+            .map(|(i, (bits, groups))| (i, Stats { mean_reward: f64::from_bits(bits), groups }))
             .collect();
         self.shuffler = s.shuffler;
         self.new_draws = s.new_draws;

@@ -11,20 +11,12 @@ use super::*;
 fn items(indices: impl IntoIterator<Item = u32>) -> Vec<PoolItem> {
     indices
         .into_iter()
-        .map(|i| PoolItem {
-            index: i,
-            id: format!("ex{i}"),
-            prompt_tokens: u64::from(i) * 10,
-            data_source: "d".into(),
-        })
+        .map(|i| PoolItem { index: i, id: format!("ex{i}"), prompt_tokens: u64::from(i) * 10, data_source: "d".into() })
         .collect()
 }
 
 fn sampler(config: serde_json::Value) -> RetrospectiveSampler {
-    let ctx = ComponentContext {
-        seed: 17,
-        ..Default::default()
-    };
+    let ctx = ComponentContext { seed: 17, ..Default::default() };
     RetrospectiveSampler::create(&config, &ctx).unwrap()
 }
 
@@ -88,11 +80,7 @@ fn batches_mix_exactly_the_configured_share() {
         let batch = s.next_batch(n).unwrap();
         assert_eq!(batch.len(), n);
         let from_retained = batch.iter().filter(|i| **i < 10).count();
-        assert_eq!(
-            from_retained,
-            (n as f64 * 0.25).round() as usize,
-            "n = {n}: {batch:?}"
-        );
+        assert_eq!(from_retained, (n as f64 * 0.25).round() as usize, "n = {n}: {batch:?}");
     }
     // A phase with no new examples draws everything from the retained ones.
     s.begin_phase(2, &[]).unwrap();
@@ -117,11 +105,7 @@ fn assert_proportional(c: &BTreeMap<u32, usize>, expected_weights: &[(u32, f64)]
         let want = total as f64 * p;
         let sigma = (total as f64 * p * (1.0 - p)).sqrt();
         let got = *c.get(&i).unwrap_or(&0) as f64;
-        assert!(
-            (got - want).abs() < 4.0 * sigma,
-            "index {i}: {got} draws, expected {want:.1} +- {:.1}",
-            4.0 * sigma
-        );
+        assert!((got - want).abs() < 4.0 * sigma, "index {i}: {got} draws, expected {want:.1} +- {:.1}", 4.0 * sigma);
     }
 }
 
@@ -167,36 +151,18 @@ fn difficulties_follow_observations() {
 #[test]
 fn offline_file_seeds_difficulty_by_id() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(
-        f,
-        "{}",
-        json!({"id": "ex1", "difficulty": 10.0, "mean_reward": 0.0})
-    )
-    .unwrap();
-    writeln!(
-        f,
-        "{}",
-        json!({"id": "ex2", "difficulty": 1.0, "mean_reward": 0.9})
-    )
-    .unwrap();
-    writeln!(
-        f,
-        "{}",
-        json!({"id": "not-in-data", "difficulty": 10.0, "mean_reward": 0.0})
-    )
-    .unwrap();
+    writeln!(f, "{}", json!({"id": "ex1", "difficulty": 10.0, "mean_reward": 0.0})).unwrap();
+    writeln!(f, "{}", json!({"id": "ex2", "difficulty": 1.0, "mean_reward": 0.9})).unwrap();
+    writeln!(f, "{}", json!({"id": "not-in-data", "difficulty": 10.0, "mean_reward": 0.0})).unwrap();
     let mut s = sampler(json!({"difficulty_file": f.path()}));
     s.begin_phase(0, &items(0..4)).unwrap();
     // No online observation at all: the offline scores alone decide what phase 1 keeps.
     s.begin_phase(1, &items(10..12)).unwrap();
     assert_eq!(retained(&s), vec![1]);
-    let e = RetrospectiveSampler::create(
-        &json!({"difficulty_file": "/nope/d.jsonl"}),
-        &ComponentContext::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = RetrospectiveSampler::create(&json!({"difficulty_file": "/nope/d.jsonl"}), &ComponentContext::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("/nope/d.jsonl"), "{e}");
 }
 
@@ -208,14 +174,7 @@ fn save_restore_continues_identically() {
     a.next_batch(5).unwrap();
     a.observe(1, &[0.1, 0.2]).unwrap();
     let saved = a.save_state().unwrap();
-    let mut b = RetrospectiveSampler::create(
-        &config,
-        &ComponentContext {
-            seed: 12345,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut b = RetrospectiveSampler::create(&config, &ComponentContext { seed: 12345, ..Default::default() }).unwrap();
     b.load_state(&saved).unwrap();
     b.begin_phase(1, &items(10..17)).unwrap(); // a resuming trainer may re-announce the phase
     let rewards = |i: u32, step: u32| vec![((i * 7 + step) % 3) as f32 / 2.0, 0.0];
@@ -229,21 +188,13 @@ fn misuse_and_bad_config_are_errors() {
     testing::assert_refuses_misuse(&mut s, b"{}");
     s.begin_phase(0, &items(0..2)).unwrap();
     assert!(s.observe(0, &[]).is_err());
-    assert!(
-        s.observe(0, &[f32::NAN])
-            .unwrap_err()
-            .to_string()
-            .contains("non-finite")
-    );
+    assert!(s.observe(0, &[f32::NAN]).unwrap_err().to_string().contains("non-finite"));
     for (config, key) in [
         (json!({"smoothing": 0.0}), "smoothing"),
         (json!({"retained_share": 1.5}), "retained_share"),
         (json!({"share": 0.5}), "share"),
     ] {
-        let e = RetrospectiveSampler::create(&config, &ComponentContext::default())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = RetrospectiveSampler::create(&config, &ComponentContext::default()).err().unwrap().to_string();
         assert!(e.contains(key), "{config}: {e}");
     }
 }

@@ -18,10 +18,8 @@ pub struct UniformConfig {
     pub seed: Option<u64>,
 }
 
-const CONFIG_DOCS: &[(&str, &str)] = &[(
-    "seed",
-    "mixed into the run's seed to pick this sampler's stream (null: the run's seed alone)",
-)];
+const CONFIG_DOCS: &[(&str, &str)] =
+    &[("seed", "mixed into the run's seed to pick this sampler's stream (null: the run's seed alone)")];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UniformState {
@@ -53,29 +51,20 @@ impl Component for UniformSampler {
     fn create(config: &serde_json::Value, context: &ComponentContext) -> Result<Self> {
         let config: UniformConfig = parse_config(COMPONENT, config)?;
         let seed = derive_seed(context.seed, config.seed, "sampler/uniform");
-        Ok(UniformSampler {
-            phase: None,
-            shuffler: EpochShuffler::default(),
-            rng: SamplerRng::from_seed(seed),
-        })
+        Ok(UniformSampler { phase: None, shuffler: EpochShuffler::default(), rng: SamplerRng::from_seed(seed) })
     }
 }
 
 impl Sampler for UniformSampler {
     fn begin_phase(&mut self, phase: usize, pool: &[PoolItem]) -> Result<()> {
         if pool.is_empty() {
-            return Err(Error::msg(format!(
-                "{COMPONENT}: phase {phase} admits no examples; nothing to sample"
-            )));
+            return Err(Error::msg(format!("{COMPONENT}: phase {phase} admits no examples; nothing to sample")));
         }
         let indices: Vec<u32> = pool.iter().map(|p| p.index).collect();
         // After a restore the trainer may announce the phase it is already in: keep the position
         // rather than restart the epoch, so resuming in either order draws the same prompts.
         if self.phase == Some(phase) && self.shuffler.pool() == indices.as_slice() {
-            tracing::debug!(
-                phase,
-                "uniform sampler: phase already begun, keeping its position"
-            );
+            tracing::debug!(phase, "uniform sampler: phase already begun, keeping its position");
             return Ok(());
         }
         tracing::info!(phase, pool = indices.len(), "uniform sampler: new phase");
@@ -86,9 +75,7 @@ impl Sampler for UniformSampler {
 
     fn next_batch(&mut self, n: usize) -> Result<Vec<u32>> {
         if self.phase.is_none() {
-            return Err(Error::msg(format!(
-                "{COMPONENT}: next_batch called before begin_phase"
-            )));
+            return Err(Error::msg(format!("{COMPONENT}: next_batch called before begin_phase")));
         }
         (0..n).map(|_| self.shuffler.next(&mut self.rng)).collect()
     }
@@ -104,23 +91,13 @@ impl Sampler for UniformSampler {
     fn metrics(&self) -> BTreeMap<String, f64> {
         BTreeMap::from([
             ("pool_size".to_string(), self.shuffler.pool().len() as f64),
-            (
-                "epochs_completed".to_string(),
-                self.shuffler.epochs_completed() as f64,
-            ),
-            (
-                "epoch_position".to_string(),
-                self.shuffler.position() as f64,
-            ),
+            ("epochs_completed".to_string(), self.shuffler.epochs_completed() as f64),
+            ("epoch_position".to_string(), self.shuffler.position() as f64),
         ])
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
-        let state = UniformState {
-            phase: self.phase,
-            shuffler: self.shuffler.clone(),
-            rng: self.rng.state(),
-        };
+        let state = UniformState { phase: self.phase, shuffler: self.shuffler.clone(), rng: self.rng.state() };
         Ok(serde_json::to_vec(&state)?)
     }
 
@@ -144,20 +121,12 @@ mod tests {
 
     fn pool(range: std::ops::Range<u32>) -> Vec<PoolItem> {
         range
-            .map(|i| PoolItem {
-                index: i,
-                id: format!("ex{i}"),
-                prompt_tokens: 100,
-                data_source: "d".into(),
-            })
+            .map(|i| PoolItem { index: i, id: format!("ex{i}"), prompt_tokens: 100, data_source: "d".into() })
             .collect()
     }
 
     fn sampler(run_seed: u64, config: serde_json::Value) -> UniformSampler {
-        let ctx = ComponentContext {
-            seed: run_seed,
-            ..Default::default()
-        };
+        let ctx = ComponentContext { seed: run_seed, ..Default::default() };
         UniformSampler::create(&config, &ctx).unwrap()
     }
 
@@ -210,9 +179,7 @@ mod tests {
     #[test]
     fn misuse_is_an_error() {
         testing::assert_refuses_misuse(&mut sampler(1, json!({})), b"[]");
-        let err = UniformSampler::create(&json!({"sed": 1}), &ComponentContext::default())
-            .err()
-            .unwrap();
+        let err = UniformSampler::create(&json!({"sed": 1}), &ComponentContext::default()).err().unwrap();
         assert!(err.to_string().contains("sed"));
     }
 
