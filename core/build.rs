@@ -1,9 +1,13 @@
-//! Records the libtorch version this crate (and so every plugin built with it) links against,
-//! and fails with one clear sentence when `cargo xtask setup` has not been run.
+//! With the `tensor` feature: records the libtorch version this crate (and so every plugin built
+//! with it) links against, and fails with one clear sentence when `cargo xtask setup` has not been
+//! run. Without it the crate needs no libtorch at all.
 
 use std::path::{Path, PathBuf};
 
 fn main() {
+    if std::env::var_os("CARGO_FEATURE_TENSOR").is_none() {
+        return;
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let libtorch = std::env::var_os("LIBTORCH").map(PathBuf::from);
     let version = libtorch.as_deref().and_then(read_libtorch_version);

@@ -11,6 +11,7 @@ pub enum Error {
     /// A configuration value was missing, unknown or malformed.
     #[error("config key `{key}`: {message}")]
     Config { key: String, message: String },
+    #[cfg(feature = "tensor")]
     #[error(transparent)]
     Torch(#[from] tch::TchError),
     #[error(transparent)]

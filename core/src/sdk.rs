@@ -7,6 +7,7 @@
 //! longrl_core::export_plugin!(reward: [KeywordReward]);
 //! ```
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,28 +26,30 @@ pub fn parse_config<T: DeserializeOwned>(component: &str, config: &serde_json::V
     })
 }
 
-/// Document a config struct: every key of `T::default()` with its default value and doc line.
-pub fn config_keys<T: Serialize + Default>(docs: &[(&str, &str)]) -> Vec<ConfigKey> {
+/// What [`config_keys`] reports for a key whose field has no doc comment (a test of the
+/// workspace's plugins keeps it from shipping).
+pub const UNDOCUMENTED: &str = "(undocumented)";
+
+/// Document a config struct: every key of `T::default()` with its default value and the doc
+/// comment of its field (`#[derive(JsonSchema)]` reads the doc comments; nothing else to keep in step).
+pub fn config_keys<T: JsonSchema + Serialize + Default>() -> Vec<ConfigKey> {
     let defaults = serde_json::to_value(T::default()).unwrap_or_default();
     let serde_json::Value::Object(map) = defaults else { return Vec::new() };
+    let schema = schemars::schema_for!(T);
+    let properties = schema.get("properties");
     map.into_iter()
         .map(|(key, default)| {
-            let doc = docs.iter().find(|(k, _)| *k == key).map(|(_, d)| d.to_string());
-            ConfigKey { key, default, doc: doc.unwrap_or_else(|| "(undocumented)".to_string()) }
+            let doc = properties.and_then(|p| p.get(&key)).map(field_doc).filter(|d| !d.is_empty());
+            ConfigKey { key, default, doc: doc.unwrap_or_else(|| UNDOCUMENTED.to_string()) }
         })
         .collect()
 }
 
-/// For a plugin's unit tests: every key of `T` documented, and no doc for a key `T` lacks.
-pub fn check_config_docs<T: Serialize + Default>(docs: &[(&str, &str)]) -> std::result::Result<(), String> {
-    let keys = config_keys::<T>(docs);
-    let undocumented: Vec<&str> = keys.iter().filter(|k| k.doc == "(undocumented)").map(|k| k.key.as_str()).collect();
-    let stale: Vec<&str> = docs.iter().map(|(k, _)| *k).filter(|d| !keys.iter().any(|k| k.key == *d)).collect();
-    if undocumented.is_empty() && stale.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("undocumented keys: {undocumented:?}; documented but unknown: {stale:?}"))
-    }
+/// A field's doc comment on one line (schemars may split it into a title and a description).
+fn field_doc(property: &serde_json::Value) -> String {
+    let part = |name: &str| property.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+    let text = format!("{} {}", part("title"), part("description"));
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The symbol abi_stable looks up for the root module (checked against abi_stable by a unit test).
@@ -69,15 +72,16 @@ macro_rules! export_plugin {
             $crate::abi::Registry::new() $($( .$kind::<$component>() )*)*
         }
 
-        /// Read by the longrl host before anything else: what this library was built with.
+        /// What this library was built with, in a section of its own: the longrl host reads it from
+        /// the file and opens only libraries that carry one (see `longrl_core::abi::PluginDeclaration`).
+        /// Exported, so that no linker drops it.
+        #[used]
         #[unsafe(no_mangle)]
-        pub static LONGRL_PLUGIN_DECLARATION: $crate::abi::PluginDeclaration = $crate::abi::PluginDeclaration {
-            magic: $crate::abi::DECLARATION_MAGIC,
-            abi_version: $abi,
-            core_version: $crate::c_strings::CORE_VERSION.as_ptr(),
-            tch_version: $crate::c_strings::TCH_VERSION.as_ptr(),
-            libtorch_version: $crate::c_strings::LIBTORCH_VERSION.as_ptr(),
-        };
+        #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__longrl_plugin"))]
+        #[cfg_attr(windows, unsafe(link_section = ".lrlplug"))]
+        #[cfg_attr(not(any(target_vendor = "apple", windows)), unsafe(link_section = ".longrl_plugin"))]
+        pub static LONGRL_PLUGIN_DECLARATION: $crate::abi::PluginDeclaration =
+            $crate::abi::PluginDeclaration::new($abi);
 
         #[doc(hidden)]
         fn __longrl_root_module() -> $crate::abi::PluginModuleRef {
@@ -106,9 +110,11 @@ macro_rules! export_plugin {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Serialize, serde::Deserialize, Default)]
+    #[derive(Debug, Serialize, serde::Deserialize, JsonSchema, Default)]
     #[serde(deny_unknown_fields, default)]
     struct Demo {
+        /// The phrase
+        /// to look for.
         phrase: String,
         weight: f32,
     }
@@ -143,11 +149,12 @@ mod tests {
     }
 
     #[test]
-    fn config_docs_cover_every_key() {
-        assert!(check_config_docs::<Demo>(&[("phrase", "p"), ("weight", "w")]).is_ok());
-        let err = check_config_docs::<Demo>(&[("phrase", "p"), ("colour", "c")]).unwrap_err();
-        assert!(err.contains("weight") && err.contains("colour"), "{err}");
-        let keys = config_keys::<Demo>(&[("phrase", "p"), ("weight", "w")]);
+    fn config_docs_come_from_doc_comments() {
+        let keys = config_keys::<Demo>();
         assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].key, "phrase");
+        assert_eq!(keys[0].doc, "The phrase to look for.");
+        assert_eq!(keys[0].default, "");
+        assert_eq!(keys[1].doc, UNDOCUMENTED);
     }
 }

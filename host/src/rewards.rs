@@ -156,10 +156,10 @@ impl RewardSet {
     }
 
     /// Counters of every reward since the last call, with the fallbacks this set saw.
-    pub fn take_metrics(&self) -> BTreeMap<String, f64> {
+    pub fn take_metrics(&self) -> anyhow::Result<BTreeMap<String, f64>> {
         let mut out = BTreeMap::new();
         for member in &self.rewards {
-            out.extend(member.reward.take_metrics());
+            out.extend(member.reward.take_metrics()?);
         }
         let unavailable = self.unavailable.swap(0, Ordering::Relaxed) as f64;
         let failed_items = self.failed_items.swap(0, Ordering::Relaxed) as f64;
@@ -169,6 +169,6 @@ impl RewardSet {
             *out.entry(FALLBACK_METRIC.to_string()).or_insert(unavailable) += failed_items;
             out.insert(FAILED_CALLS_METRIC.to_string(), failed_calls);
         }
-        out
+        Ok(out)
     }
 }

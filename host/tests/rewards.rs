@@ -88,12 +88,12 @@ impl Reward for &'static FakeJudge {
             _ => Ok(batch.iter().map(verdict).collect()),
         }
     }
-    fn take_metrics(&self) -> BTreeMap<String, f64> {
+    fn take_metrics(&self) -> longrl_core::Result<BTreeMap<String, f64>> {
         let mut out = BTreeMap::from([("judge_calls".to_string(), self.calls.load(Ordering::SeqCst) as f64)]);
         if self.report_fallbacks {
             out.insert("judge_fallbacks".into(), self.fallbacks.swap(0, Ordering::SeqCst) as f64);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -160,11 +160,11 @@ fn unavailable_judge_keeps_the_rule_score_and_counts_the_fallback() {
     assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
     assert_eq!(scores[1].decided_by, "exact");
     assert_eq!(scores[1].details["judge"]["decided_by"], "judge.unavailable");
-    let metrics = set.take_metrics();
+    let metrics = set.take_metrics().unwrap();
     assert_eq!(metrics["judge_fallbacks"], 2.0);
     assert_eq!(metrics["judge_calls"], 1.0);
     // Counters reset once taken.
-    assert_eq!(set.take_metrics()["judge_fallbacks"], 0.0);
+    assert_eq!(set.take_metrics().unwrap()["judge_fallbacks"], 0.0);
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn a_judge_counting_its_own_fallbacks_is_not_double_counted() {
     let judge = Box::leak(Box::new(FakeJudge { report_fallbacks: true, ..FakeJudge::new(Mode::Unavailable) }));
     let set = hybrid(judge);
     set.score(&batch()).unwrap();
-    assert_eq!(set.take_metrics()["judge_fallbacks"], 2.0);
+    assert_eq!(set.take_metrics().unwrap()["judge_fallbacks"], 2.0);
 }
 
 #[test]
@@ -184,13 +184,13 @@ fn failing_judge_never_stalls_scoring() {
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
         assert!(scores[2].details["judge"]["error"].as_str().unwrap().contains("connection refused"));
     }
-    let metrics = set.take_metrics();
+    let metrics = set.take_metrics().unwrap();
     assert_eq!(metrics["judge_fallbacks"], 6.0);
     assert_eq!(metrics["reward_failed_calls"], 3.0);
     // The judge comes back: its verdicts count again.
     *judge.mode.lock().unwrap() = Mode::Answer;
     assert_eq!(set.score(&batch()).unwrap()[1].score, 1.0);
-    assert_eq!(set.take_metrics()["judge_fallbacks"], 0.0);
+    assert_eq!(set.take_metrics().unwrap()["judge_fallbacks"], 0.0);
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn check_sources_names_the_reward_and_empty_sets_fail() {
     // A rule-only set reports no judge metrics.
     let rule_only = RewardSet::new(vec![("rule".into(), Box::new(ExactRule))], true, 1.0);
     rule_only.score(&batch()).unwrap();
-    assert!(rule_only.take_metrics().is_empty());
+    assert!(rule_only.take_metrics().unwrap().is_empty());
 }
 
 #[test]

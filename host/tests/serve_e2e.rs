@@ -148,7 +148,7 @@ fn the_judge_plugin_asks_a_real_longrl_serve_and_falls_back_when_it_dies() {
         assert!(["judge.yes", "judge.no", "judge.unparsed"].contains(&score.decided_by.as_str()), "{score:?}");
         assert_eq!(score.details["prediction"].as_str().unwrap().split(' ').next(), Some("Paris"));
     }
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_calls"], 6.0);
     assert_eq!(metrics["judge_fallbacks"], 0.0);
     assert_eq!(metrics["judge_yes"] + metrics["judge_no"] + metrics["judge_unparsed"], 6.0);
@@ -164,7 +164,7 @@ fn the_judge_plugin_asks_a_real_longrl_serve_and_falls_back_when_it_dies() {
     let scores = judge.score(&items(6..16)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     assert!(scores.iter().all(|s| s.decided_by == "judge.unavailable" && s.score == 0.0));
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_fallbacks"], 10.0);
     assert!(metrics["judge_circuit_open"] > 0.0, "{metrics:?}");
     // Cached verdicts still answer without the server.

@@ -165,21 +165,21 @@ struct Grpo {
     dynamic: bool,
 }
 impl Algorithm for Grpo {
-    fn settings(&self) -> AlgorithmSettings {
-        AlgorithmSettings {
+    fn settings(&self) -> Result<AlgorithmSettings> {
+        Ok(AlgorithmSettings {
             epochs: 2,
             mini_batch_prompts: 2,
             needs_entropy: true,
             dynamic_sampling: self.dynamic,
             max_gen_batches: 20,
             ..AlgorithmSettings::default()
-        }
+        })
     }
-    fn shape_reward(&self, reward: f32, _: u32, _: u32) -> f32 {
-        reward
+    fn shape_reward(&self, reward: f32, _: u32, _: u32) -> Result<f32> {
+        Ok(reward)
     }
-    fn keep_group(&self, rewards: &[f32]) -> bool {
-        rewards.iter().any(|&r| r != rewards[0])
+    fn keep_group(&self, rewards: &[f32]) -> Result<bool> {
+        Ok(rewards.iter().any(|&r| r != rewards[0]))
     }
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>> {
         let mut out = Vec::new();
@@ -220,11 +220,11 @@ struct Phases {
     state: CurState,
 }
 impl Curriculum for Phases {
-    fn phases(&self) -> Vec<PhaseSpec> {
-        self.specs.clone()
+    fn phases(&self) -> Result<Vec<PhaseSpec>> {
+        Ok(self.specs.clone())
     }
-    fn current_phase(&self) -> usize {
-        self.state.current
+    fn current_phase(&self) -> Result<usize> {
+        Ok(self.state.current)
     }
     fn advance(&mut self, p: PhaseProgress) -> Result<PhaseTransition> {
         let PhaseLength::Steps(n) = self.specs[self.state.current].length else { unreachable!() };
@@ -292,11 +292,11 @@ impl Sampler for Shuffled {
         self.observed += 1;
         Ok(())
     }
-    fn epochs_completed(&self) -> u64 {
-        self.epoch
+    fn epochs_completed(&self) -> Result<u64> {
+        Ok(self.epoch)
     }
-    fn metrics(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([("observed".to_string(), self.observed as f64)])
+    fn metrics(&self) -> Result<BTreeMap<String, f64>> {
+        Ok(BTreeMap::from([("observed".to_string(), self.observed as f64)]))
     }
     fn save_state(&self) -> Result<Vec<u8>> {
         Ok(serde_json::to_vec(self)?)

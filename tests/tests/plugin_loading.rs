@@ -1,10 +1,12 @@
 //! The host loads real plugin libraries: the example plugin, and the failure modes users hit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use longrl_core::abi::{DECLARATION_LEN, DECLARATION_SECTION};
 use longrl_core::api::{ComponentContext, ComponentKind, RewardInput};
 use longrl_host::plugins::{LoadError, PluginLibrary, PluginSet};
-use longrl_tests::{artifact_dir, plugin_library, redact_paths};
+use longrl_tests::{artifact_dir, longrl_binary, plugin_library, redact_paths};
+use object::{Object, ObjectSection};
 
 fn example() -> PathBuf {
     plugin_library("longrl-reward-contains")
@@ -122,4 +124,115 @@ fn a_libtorch_error_inside_a_plugin_comes_back_as_an_error() {
     let err = reward.score(&[RewardInput::default()]).err().unwrap().to_string();
     assert!(err.contains("reward/torch-error") && err.contains("panicked"), "{err}");
     assert!(err.contains("shapes cannot be multiplied") && !err.contains("Exception raised from"), "{err}");
+}
+
+/// A copy of `library` in `dir` with the bytes of its declaration record changed by `patch`.
+fn with_patched_declaration(library: &Path, dir: &Path, patch: impl FnOnce(&mut [u8])) -> PathBuf {
+    let mut bytes = std::fs::read(library).unwrap();
+    let (start, size) = {
+        let file = object::File::parse(&*bytes).unwrap();
+        let section = file.section_by_name(DECLARATION_SECTION).expect("plugins carry a declaration section");
+        section.file_range().unwrap()
+    };
+    assert!(size as usize >= DECLARATION_LEN);
+    patch(&mut bytes[start as usize..start as usize + DECLARATION_LEN]);
+    let copy = dir.join(library.file_name().unwrap());
+    std::fs::write(&copy, bytes).unwrap();
+    copy
+}
+
+#[test]
+fn a_tensor_plugin_built_against_another_libtorch_is_refused_before_it_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    // The faulty fixture handles tensors (it builds a loss with tch), so it declares its libtorch.
+    let plugin = plugin_library("longrl-fixture-faulty");
+    let copy = with_patched_declaration(&plugin, dir.path(), |record| {
+        let libtorch = &mut record[DECLARATION_LEN - 64..];
+        libtorch.fill(0);
+        libtorch[..5].copy_from_slice(b"1.0.0");
+    });
+    let err = PluginLibrary::load(&copy).err().unwrap();
+    assert!(matches!(err, LoadError::LibtorchMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("built against libtorch 1.0.0") && text.contains("cannot cross"), "{text}");
+}
+
+#[test]
+fn a_plugin_of_abi_v1_without_a_declaration_section_is_refused_with_a_readable_message() {
+    // ABI v1 plugins exported `LONGRL_PLUGIN_DECLARATION` but had no declaration section: hide the
+    // section's name to make one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(example()).unwrap();
+    let name = format!("{DECLARATION_SECTION}\0");
+    let renamed = format!("{}x\0", &DECLARATION_SECTION[..DECLARATION_SECTION.len() - 1]);
+    let mut found = 0;
+    for at in 0..bytes.len() - name.len() {
+        if bytes[at..].starts_with(name.as_bytes()) {
+            bytes[at..at + name.len()].copy_from_slice(renamed.as_bytes());
+            found += 1;
+        }
+    }
+    assert!(found > 0, "the section name is in the section header string table");
+    let old = dir.path().join("libv1_plugin.so");
+    std::fs::write(&old, bytes).unwrap();
+    let err = PluginLibrary::load(&old).err().unwrap();
+    assert!(matches!(err, LoadError::VersionMismatch { .. }), "{err}");
+    insta::assert_snapshot!("v1_abi", redact_paths(&err.to_string(), &[&old]));
+}
+
+/// The fixture library whose initialiser writes `<its path>.opened` whenever it is loaded.
+#[cfg(target_os = "linux")]
+fn not_a_plugin() -> PathBuf {
+    let path = artifact_dir().join("liblongrl_test_not_a_plugin.so");
+    assert!(path.exists(), "{} is missing: build the workspace first (`cargo build --workspace`)", path.display());
+    path
+}
+
+#[cfg(target_os = "linux")]
+fn opened_mark(library: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.opened", library.display()))
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_library_that_does_not_declare_itself_a_plugin_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libsomething_else.so");
+    std::fs::copy(not_a_plugin(), &library).unwrap();
+    std::fs::copy(example(), dir.path().join("libcontains.so")).unwrap();
+
+    // Scanned beside a real plugin: the plugin loads, the other library is not even opened.
+    let set = PluginSet::load(&[dir.path().to_path_buf()]).unwrap();
+    assert!(set.info(ComponentKind::Reward, "contains").is_some());
+    assert_eq!(set.libraries().len(), 1);
+    assert!(set.skipped().is_empty(), "a library that is not a plugin is ignored, not skipped with a warning");
+    // Named explicitly: a clear error, and still never opened.
+    let err = PluginLibrary::load(&library).err().unwrap();
+    assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err}");
+    assert!(err.to_string().contains(DECLARATION_SECTION), "{err}");
+    assert!(!opened_mark(&library).exists(), "the host opened a library that is not a plugin");
+
+    // The control: opening the library does leave the mark, so its absence above means something.
+    // SAFETY: the fixture's initialiser only writes its mark file.
+    let opened = unsafe { libloading::Library::new(&library) }.unwrap();
+    drop(opened);
+    assert!(opened_mark(&library).exists(), "the fixture's initialiser leaves a mark when it is opened");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_binary_never_opens_the_other_libraries_beside_it() {
+    let library = not_a_plugin();
+    let mark = opened_mark(&library);
+    let _ = std::fs::remove_file(&mark);
+    let output = std::process::Command::new(longrl_binary())
+        .args(["plugins", "list"])
+        .env_remove("LONGRL_PLUGIN_PATH")
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("contains"), "the scan found the plugins beside the binary: {stdout}");
+    assert!(!mark.exists(), "`longrl plugins list` opened {}", library.display());
 }

@@ -2,14 +2,37 @@
 //! Every error is re-labelled with the component and the call, so users see who failed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use abi_stable::std_types::{RResult, RSlice, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RString};
 use serde::de::DeserializeOwned;
+#[cfg(feature = "tensor")]
+use {abi_stable::std_types::RVec, std::path::Path};
 
 use super::traits::*;
 use super::types::*;
 use crate::{Error, Result, api};
+
+macro_rules! adapters {
+    ($($(#[$gate:meta])* $kind:ident: $api:ident => $abi:ident, $boxed:ident, $guard:ident, $host:ident, $factory:ident;)*) => {
+        $(
+            $(#[$gate])*
+            #[doc = concat!("A ", stringify!($kind), " living in a plugin library, as the host calls it.")]
+            pub struct $host {
+                inner: $boxed,
+                /// `kind/name (library file)`: every error names it.
+                label: String,
+            }
+
+            $(#[$gate])*
+            impl $host {
+                pub fn new(inner: $boxed, label: String) -> Self {
+                    $host { inner, label }
+                }
+            }
+        )*
+    };
+}
+crate::component_kinds!(adapters);
 
 fn lift<T>(component: &str, call: &str, result: FfiResult<T>) -> Result<T> {
     match result {
@@ -30,20 +53,17 @@ fn parse<T: DeserializeOwned>(component: &str, call: &str, json: RString) -> Res
     })
 }
 
+#[cfg(feature = "tensor")]
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }
 
+#[cfg(feature = "tensor")]
 fn path_str(dir: &Path) -> Result<&str> {
     dir.to_str().ok_or_else(|| Error::msg(format!("path is not UTF-8: {}", dir.display())))
 }
 
-/// A policy living in a plugin library.
-pub struct HostPolicy {
-    pub(crate) inner: PolicyBox,
-    pub(crate) label: String,
-}
-
+#[cfg(feature = "tensor")]
 impl api::Policy for HostPolicy {
     fn describe(&self) -> Result<api::PolicyDescription> {
         let json = lift(&self.label, "describe", self.inner.describe())?;
@@ -84,41 +104,17 @@ impl api::Policy for HostPolicy {
     }
 }
 
-/// An algorithm living in a plugin library.
-pub struct HostAlgorithm {
-    pub(crate) inner: AlgorithmBox,
-    pub(crate) label: String,
-}
-
-impl HostAlgorithm {
-    fn must<T>(&self, call: &str, result: FfiResult<T>, fallback: T) -> T {
-        // `settings`, `shape_reward` and `keep_group` are infallible in the trait: a failure there is
-        // a plugin bug we report loudly and survive.
-        match lift(&self.label, call, result) {
-            Ok(value) => value,
-            Err(error) => {
-                tracing::error!("{error}");
-                fallback
-            }
-        }
-    }
-}
-
+#[cfg(feature = "tensor")]
 impl api::Algorithm for HostAlgorithm {
-    fn settings(&self) -> api::AlgorithmSettings {
-        match lift(&self.label, "settings", self.inner.settings()).and_then(|j| parse(&self.label, "settings", j)) {
-            Ok(settings) => settings,
-            Err(error) => {
-                tracing::error!("{error}");
-                api::AlgorithmSettings::default()
-            }
-        }
+    fn settings(&self) -> Result<api::AlgorithmSettings> {
+        let json = lift(&self.label, "settings", self.inner.settings())?;
+        parse(&self.label, "settings", json)
     }
-    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> f32 {
-        self.must("shape_reward", self.inner.shape_reward(reward, response_len, max_response_len), reward)
+    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> Result<f32> {
+        lift(&self.label, "shape_reward", self.inner.shape_reward(reward, response_len, max_response_len))
     }
-    fn keep_group(&self, rewards: &[f32]) -> bool {
-        self.must("keep_group", self.inner.keep_group(rewards.into()), true)
+    fn keep_group(&self, rewards: &[f32]) -> Result<bool> {
+        lift(&self.label, "keep_group", self.inner.keep_group(rewards.into()))
     }
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>> {
         Ok(lift(&self.label, "advantages", self.inner.advantages(rewards.into(), group_sizes.into()))?.into_vec())
@@ -136,30 +132,18 @@ impl api::Algorithm for HostAlgorithm {
     }
 }
 
-/// A curriculum living in a plugin library.
-pub struct HostCurriculum {
-    pub(crate) inner: CurriculumBox,
-    pub(crate) label: String,
-}
-
 impl api::Curriculum for HostCurriculum {
-    fn phases(&self) -> Vec<api::PhaseSpec> {
-        match lift(&self.label, "phases", self.inner.phases()).and_then(|j| parse(&self.label, "phases", j)) {
-            Ok(phases) => phases,
-            Err(error) => {
-                tracing::error!("{error}");
-                Vec::new()
-            }
-        }
+    fn phases(&self) -> Result<Vec<api::PhaseSpec>> {
+        let json = lift(&self.label, "phases", self.inner.phases())?;
+        parse(&self.label, "phases", json)
     }
-    fn current_phase(&self) -> usize {
-        match lift(&self.label, "current_phase", self.inner.current_phase()) {
-            Ok(phase) => phase as usize,
-            Err(error) => {
-                tracing::error!("{error}");
-                0
-            }
-        }
+    fn current_phase(&self) -> Result<usize> {
+        let phase = lift(&self.label, "current_phase", self.inner.current_phase())?;
+        usize::try_from(phase).map_err(|_| Error::Plugin {
+            component: self.label.clone(),
+            call: "current_phase".into(),
+            message: format!("returned phase {phase}, beyond this machine's address range"),
+        })
     }
     fn advance(&mut self, progress: api::PhaseProgress) -> Result<api::PhaseTransition> {
         let json = lift(&self.label, "advance", self.inner.advance(progress.steps, progress.epochs))?;
@@ -173,12 +157,6 @@ impl api::Curriculum for HostCurriculum {
     }
 }
 
-/// A sampler living in a plugin library.
-pub struct HostSampler {
-    pub(crate) inner: SamplerBox,
-    pub(crate) label: String,
-}
-
 impl api::Sampler for HostSampler {
     fn begin_phase(&mut self, phase: usize, pool: &[api::PoolItem]) -> Result<()> {
         let pool: Vec<FfiPoolItem> = pool.iter().map(Into::into).collect();
@@ -190,22 +168,12 @@ impl api::Sampler for HostSampler {
     fn observe(&mut self, index: u32, rewards: &[f32]) -> Result<()> {
         lift(&self.label, "observe", self.inner.observe(index, rewards.into()))
     }
-    fn epochs_completed(&self) -> u64 {
-        match lift(&self.label, "epochs_completed", self.inner.epochs_completed()) {
-            Ok(epochs) => epochs,
-            Err(error) => {
-                tracing::error!("{error}");
-                0
-            }
-        }
+    fn epochs_completed(&self) -> Result<u64> {
+        lift(&self.label, "epochs_completed", self.inner.epochs_completed())
     }
-    fn metrics(&self) -> BTreeMap<String, f64> {
-        lift(&self.label, "metrics", self.inner.metrics())
-            .and_then(|j| parse(&self.label, "metrics", j))
-            .unwrap_or_else(|error| {
-                tracing::error!("{error}");
-                BTreeMap::new()
-            })
+    fn metrics(&self) -> Result<BTreeMap<String, f64>> {
+        let json = lift(&self.label, "metrics", self.inner.metrics())?;
+        parse(&self.label, "metrics", json)
     }
     fn save_state(&self) -> Result<Vec<u8>> {
         Ok(lift(&self.label, "save_state", self.inner.save_state())?.into_vec())
@@ -213,12 +181,6 @@ impl api::Sampler for HostSampler {
     fn load_state(&mut self, state: &[u8]) -> Result<()> {
         lift(&self.label, "load_state", self.inner.load_state(state.into()))
     }
-}
-
-/// A reward living in a plugin library.
-pub struct HostReward {
-    pub(crate) inner: RewardBox,
-    pub(crate) label: String,
 }
 
 impl api::Reward for HostReward {
@@ -238,12 +200,8 @@ impl api::Reward for HostReward {
         }
         Ok(scores.into_iter().map(Into::into).collect())
     }
-    fn take_metrics(&self) -> BTreeMap<String, f64> {
-        lift(&self.label, "take_metrics", self.inner.take_metrics())
-            .and_then(|j| parse(&self.label, "take_metrics", j))
-            .unwrap_or_else(|error| {
-                tracing::error!("{error}");
-                BTreeMap::new()
-            })
+    fn take_metrics(&self) -> Result<BTreeMap<String, f64>> {
+        let json = lift(&self.label, "take_metrics", self.inner.take_metrics())?;
+        parse(&self.label, "take_metrics", json)
     }
 }

@@ -1,7 +1,11 @@
 //! The plugin ABI: FFI-safe types, one `sabi_trait` per component kind, the root module a plugin
-//! library exports, and the adapters on each side. Authors and host code use [`crate::api`].
+//! library exports, the declaration read before a library is opened, and the adapters on each side.
+//! Authors and host code use [`crate::api`]. Per-kind boilerplate comes from one table,
+//! [`component_kinds!`](crate::component_kinds).
 
+mod declaration;
 mod host_side;
+mod kinds;
 pub mod logging;
 mod module;
 mod plugin_side;
@@ -9,39 +13,11 @@ mod tensor;
 mod traits;
 mod types;
 
-pub use host_side::{HostAlgorithm, HostCurriculum, HostPolicy, HostReward, HostSampler};
+pub use declaration::{DECLARATION_LEN, DECLARATION_MAGIC, DECLARATION_SECTION, DECLARATION_SYMBOL, PluginDeclaration};
+pub use host_side::*;
 pub use logging::LogSink;
-pub use module::{
-    __root_module, Component, DECLARATION_MAGIC, DECLARATION_SYMBOL, PluginDeclaration, PluginModule, PluginModuleRef,
-    Registry,
-};
-pub use plugin_side::guard;
+pub use module::{__root_module, Component, PluginModule, PluginModuleRef, Registry};
+pub use plugin_side::*;
 pub use tensor::TensorHandle;
 pub use traits::*;
 pub use types::*;
-
-impl HostPolicy {
-    pub fn new(inner: PolicyBox, label: String) -> Self {
-        HostPolicy { inner, label }
-    }
-}
-impl HostAlgorithm {
-    pub fn new(inner: AlgorithmBox, label: String) -> Self {
-        HostAlgorithm { inner, label }
-    }
-}
-impl HostCurriculum {
-    pub fn new(inner: CurriculumBox, label: String) -> Self {
-        HostCurriculum { inner, label }
-    }
-}
-impl HostSampler {
-    pub fn new(inner: SamplerBox, label: String) -> Self {
-        HostSampler { inner, label }
-    }
-}
-impl HostReward {
-    pub fn new(inner: RewardBox, label: String) -> Self {
-        HostReward { inner, label }
-    }
-}

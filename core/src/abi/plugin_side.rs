@@ -3,11 +3,11 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 
-use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RString, RVec};
+#[cfg(feature = "tensor")]
+use {super::TensorHandle, abi_stable::std_types::RStr, std::path::Path};
 
-use super::TensorHandle;
 use super::traits::*;
 use super::types::*;
 use crate::api;
@@ -48,8 +48,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> crate::Result<RString> {
     Ok(serde_json::to_string(value)?.into())
 }
 
-pub struct PolicyGuard(pub Box<dyn api::Policy>);
+macro_rules! guards {
+    ($($(#[$gate:meta])* $kind:ident: $api:ident => $abi:ident, $boxed:ident, $guard:ident, $($_:ident),*;)*) => {
+        $(
+            $(#[$gate])*
+            #[doc = concat!("A plugin's ", stringify!($kind), " seen through its `sabi_trait`: no error or panic escapes.")]
+            pub struct $guard(pub Box<dyn api::$api>);
+        )*
+    };
+}
+crate::component_kinds!(guards);
 
+#[cfg(feature = "tensor")]
 impl PolicyAbi for PolicyGuard {
     fn describe(&self) -> FfiResult<RString> {
         guard(|| to_json(&self.0.describe()?))
@@ -98,17 +108,16 @@ impl PolicyAbi for PolicyGuard {
     }
 }
 
-pub struct AlgorithmGuard(pub Box<dyn api::Algorithm>);
-
+#[cfg(feature = "tensor")]
 impl AlgorithmAbi for AlgorithmGuard {
     fn settings(&self) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.settings()))
+        guard(|| to_json(&self.0.settings()?))
     }
     fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> FfiResult<f32> {
-        guard(|| Ok(self.0.shape_reward(reward, response_len, max_response_len)))
+        guard(|| self.0.shape_reward(reward, response_len, max_response_len))
     }
     fn keep_group(&self, rewards: RSlice<'_, f32>) -> FfiResult<bool> {
-        guard(|| Ok(self.0.keep_group(rewards.as_slice())))
+        guard(|| self.0.keep_group(rewards.as_slice()))
     }
     fn advantages(&self, rewards: RSlice<'_, f32>, group_sizes: RSlice<'_, u32>) -> FfiResult<RVec<f32>> {
         guard(|| Ok(self.0.advantages(rewards.as_slice(), group_sizes.as_slice())?.into()))
@@ -127,14 +136,12 @@ impl AlgorithmAbi for AlgorithmGuard {
     }
 }
 
-pub struct CurriculumGuard(pub Box<dyn api::Curriculum>);
-
 impl CurriculumAbi for CurriculumGuard {
     fn phases(&self) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.phases()))
+        guard(|| to_json(&self.0.phases()?))
     }
     fn current_phase(&self) -> FfiResult<u64> {
-        guard(|| Ok(self.0.current_phase() as u64))
+        guard(|| Ok(self.0.current_phase()? as u64))
     }
     fn advance(&mut self, steps: u64, epochs: u64) -> FfiResult<RString> {
         guard(|| to_json(&self.0.advance(api::PhaseProgress { steps, epochs })?))
@@ -146,8 +153,6 @@ impl CurriculumAbi for CurriculumGuard {
         guard(|| self.0.load_state(state.as_slice()))
     }
 }
-
-pub struct SamplerGuard(pub Box<dyn api::Sampler>);
 
 impl SamplerAbi for SamplerGuard {
     fn begin_phase(&mut self, phase: u64, pool: RSlice<'_, FfiPoolItem>) -> FfiResult<()> {
@@ -163,10 +168,10 @@ impl SamplerAbi for SamplerGuard {
         guard(|| self.0.observe(index, rewards.as_slice()))
     }
     fn epochs_completed(&self) -> FfiResult<u64> {
-        guard(|| Ok(self.0.epochs_completed()))
+        guard(|| self.0.epochs_completed())
     }
     fn metrics(&self) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.metrics()))
+        guard(|| to_json(&self.0.metrics()?))
     }
     fn save_state(&self) -> FfiResult<RVec<u8>> {
         guard(|| Ok(self.0.save_state()?.into()))
@@ -175,8 +180,6 @@ impl SamplerAbi for SamplerGuard {
         guard(|| self.0.load_state(state.as_slice()))
     }
 }
-
-pub struct RewardGuard(pub Box<dyn api::Reward>);
 
 impl RewardAbi for RewardGuard {
     fn check_sources(&self, sources: RSlice<'_, RString>) -> FfiResult<()> {
@@ -192,6 +195,6 @@ impl RewardAbi for RewardGuard {
         })
     }
     fn take_metrics(&self) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.take_metrics()))
+        guard(|| to_json(&self.0.take_metrics()?))
     }
 }

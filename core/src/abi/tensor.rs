@@ -1,14 +1,19 @@
 //! An FFI-safe tensor handle with explicit ownership.
 //!
+//! The handle's layout needs no tch (so the ABI is the same with or without the `tensor` feature);
+//! making and reading tensors does.
+//!
 //! Every cdylib links the same shared libtorch, so an `at::Tensor*` made on one side is a valid
 //! tensor on the other, autograd graph included. What must not cross is the *ownership* of the
 //! small heap cell tch allocates per `Tensor`: an owned handle carries the release function of the
 //! side that allocated it, and the receiver takes its own shallow copy with [`TensorHandle::to_tensor`].
 
 use std::ffi::c_void;
+#[cfg(feature = "tensor")]
 use std::mem::ManuallyDrop;
 
 use abi_stable::StableAbi;
+#[cfg(feature = "tensor")]
 use tch::Tensor;
 
 /// A tensor crossing the plugin boundary.
@@ -24,11 +29,13 @@ pub struct TensorHandle {
 // SAFETY: tch::Tensor is Send; the handle is a Tensor (or a reference to one) in transit.
 unsafe impl Send for TensorHandle {}
 
+#[cfg(feature = "tensor")]
 unsafe extern "C" fn release_tensor(raw: *mut c_void) {
     // SAFETY: `raw` came from `TensorHandle::owned` in this same library, which leaked a Tensor.
     drop(unsafe { Tensor::from_ptr(raw.cast()) });
 }
 
+#[cfg(feature = "tensor")]
 impl TensorHandle {
     /// Hand a tensor over: the receiver's drop of the handle frees it on this side.
     pub fn owned(tensor: Tensor) -> Self {
@@ -70,7 +77,7 @@ impl Drop for TensorHandle {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tensor"))]
 mod tests {
     use super::*;
     use tch::{Device, Kind};

@@ -66,8 +66,12 @@ pub trait RewardAbi: Send + Sync {
     fn take_metrics(&self) -> FfiResult<RString>;
 }
 
-pub type PolicyBox = PolicyAbi_TO<'static, RBox<()>>;
-pub type AlgorithmBox = AlgorithmAbi_TO<'static, RBox<()>>;
-pub type CurriculumBox = CurriculumAbi_TO<'static, RBox<()>>;
-pub type SamplerBox = SamplerAbi_TO<'static, RBox<()>>;
-pub type RewardBox = RewardAbi_TO<'static, RBox<()>>;
+macro_rules! ffi_boxes {
+    ($($(#[$gate:meta])* $kind:ident: $api:ident => $abi:ident, $boxed:ident, $($_:ident),*;)*) => {
+        $(
+            #[doc = concat!("A ", stringify!($kind), " behind the FFI boundary.")]
+            pub type $boxed = $abi<'static, RBox<()>>;
+        )*
+    };
+}
+crate::component_kinds!(ffi_boxes);

@@ -156,6 +156,7 @@ impl From<&FfiSequence> for api::Sequence {
     }
 }
 
+#[cfg(feature = "tensor")]
 impl From<api::LogprobOutput> for FfiLogprobOutput {
     fn from(o: api::LogprobOutput) -> Self {
         FfiLogprobOutput {
@@ -166,6 +167,7 @@ impl From<api::LogprobOutput> for FfiLogprobOutput {
     }
 }
 
+#[cfg(feature = "tensor")]
 impl From<FfiLogprobOutput> for api::LogprobOutput {
     fn from(o: FfiLogprobOutput) -> Self {
         api::LogprobOutput {
@@ -176,6 +178,7 @@ impl From<FfiLogprobOutput> for api::LogprobOutput {
     }
 }
 
+#[cfg(feature = "tensor")]
 impl From<&api::LossInputs> for FfiLossInputs {
     fn from(i: &api::LossInputs) -> Self {
         FfiLossInputs {
@@ -192,6 +195,7 @@ impl From<&api::LossInputs> for FfiLossInputs {
     }
 }
 
+#[cfg(feature = "tensor")]
 impl From<&FfiLossInputs> for api::LossInputs {
     fn from(i: &FfiLossInputs) -> Self {
         api::LossInputs {

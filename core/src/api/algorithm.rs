@@ -1,12 +1,10 @@
 //! The RL algorithm: turns groups of rewarded rollouts into advantages and a policy loss.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+#[cfg(feature = "tensor")]
+use {crate::Result, std::collections::BTreeMap, tch::Tensor};
 
-use crate::Result;
-
+#[cfg(feature = "tensor")]
 /// Everything the loss of one micro-batch needs. Tensors are `[batch, max_response_len]` unless noted.
 #[derive(Debug)]
 pub struct LossInputs {
@@ -37,6 +35,7 @@ pub struct LossNormalizer {
     pub max_response_len: f64,
 }
 
+#[cfg(feature = "tensor")]
 #[derive(Debug)]
 pub struct LossOutput {
     /// Scalar loss to call `backward` on.
@@ -66,7 +65,7 @@ pub struct AlgorithmSettings {
 
 impl Default for AlgorithmSettings {
     /// The plainest loop: one pass, one prompt per optimizer step, no reference, entropy, dynamic
-    /// sampling or masking (what the host falls back to when a plugin's settings cannot be read).
+    /// sampling or masking.
     fn default() -> Self {
         AlgorithmSettings {
             epochs: 1,
@@ -80,12 +79,14 @@ impl Default for AlgorithmSettings {
     }
 }
 
+/// Every method may fail: the host stops with the error (naming the plugin) rather than guess a value.
+#[cfg(feature = "tensor")]
 pub trait Algorithm: Send {
-    fn settings(&self) -> AlgorithmSettings;
+    fn settings(&self) -> Result<AlgorithmSettings>;
     /// Reward after length shaping (DAPO's overlong penalty); identity when shaping is off.
-    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> f32;
+    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> Result<f32>;
     /// Whether a group takes part in the update (dynamic sampling); always true when that is off.
-    fn keep_group(&self, rewards: &[f32]) -> bool;
+    fn keep_group(&self, rewards: &[f32]) -> Result<bool>;
     /// One advantage per rollout. `rewards` is laid out group after group; `group_sizes` sums to its length.
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>>;
     fn loss(&self, inputs: &LossInputs) -> Result<LossOutput>;

@@ -46,9 +46,9 @@ pub enum PhaseTransition {
 }
 
 pub trait Curriculum: Send {
-    fn phases(&self) -> Vec<PhaseSpec>;
+    fn phases(&self) -> Result<Vec<PhaseSpec>>;
     /// Index of the phase being trained.
-    fn current_phase(&self) -> usize;
+    fn current_phase(&self) -> Result<usize>;
     /// Decide, after a step, whether the phase goes on.
     fn advance(&mut self, progress: PhaseProgress) -> Result<PhaseTransition>;
     fn save_state(&self) -> Result<Vec<u8>>;

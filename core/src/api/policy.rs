@@ -1,11 +1,8 @@
 //! The policy: the model being trained. Generates rollouts and scores tokens with gradients.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
-
-use crate::Result;
+#[cfg(feature = "tensor")]
+use {crate::Result, std::path::Path, tch::Tensor};
 
 /// One chat turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +109,7 @@ impl Default for LogprobOptions {
     }
 }
 
+#[cfg(feature = "tensor")]
 /// Per-token results, right-padded to the longest response: `[batch, max_response_len]`.
 #[derive(Debug)]
 pub struct LogprobOutput {
@@ -135,6 +133,7 @@ pub struct PolicyDescription {
 }
 
 /// The model being trained.
+#[cfg(feature = "tensor")]
 pub trait Policy: Send {
     fn describe(&self) -> Result<PolicyDescription>;
     fn tokenize(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>>;

@@ -35,7 +35,7 @@ pub trait Reward: Send + Sync {
     fn check_sources(&self, sources: &[String]) -> Result<()>;
     fn score(&self, batch: &[RewardInput]) -> Result<Vec<RewardScore>>;
     /// Counters accumulated since the last call (judge calls, fallbacks, ...), then reset.
-    fn take_metrics(&self) -> BTreeMap<String, f64> {
-        BTreeMap::new()
+    fn take_metrics(&self) -> Result<BTreeMap<String, f64>> {
+        Ok(BTreeMap::new())
     }
 }

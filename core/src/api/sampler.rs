@@ -25,10 +25,10 @@ pub trait Sampler: Send {
     /// Rewards of the rollouts of one example (a group).
     fn observe(&mut self, index: u32, rewards: &[f32]) -> Result<()>;
     /// Full passes over the phase's pool completed so far.
-    fn epochs_completed(&self) -> u64;
+    fn epochs_completed(&self) -> Result<u64>;
     /// Diagnostics for the metrics log (pool size, retained hard examples, ...).
-    fn metrics(&self) -> BTreeMap<String, f64> {
-        BTreeMap::new()
+    fn metrics(&self) -> Result<BTreeMap<String, f64>> {
+        Ok(BTreeMap::new())
     }
     /// Complete state, RNG included.
     fn save_state(&self) -> Result<Vec<u8>>;

@@ -18,7 +18,7 @@ use crate::cli::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List and inspect plugin libraries.
+    /// List, inspect and scaffold plugin libraries.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
     /// Show the merged configuration.

@@ -1,8 +1,11 @@
-//! `longrl plugins list` and `longrl plugins inspect PATH`.
+//! `longrl plugins list`, `longrl plugins inspect PATH` and `longrl plugins new NAME --kind KIND`.
 
 use std::path::PathBuf;
 
+use longrl_core::api::ComponentKind;
+
 use crate::cli::GlobalArgs;
+use crate::plugins::scaffold::{CoreSource, Scaffold, core_path};
 use crate::plugins::{PluginLibrary, PluginSet, search_paths};
 
 #[derive(clap::Subcommand, Debug)]
@@ -11,6 +14,29 @@ pub enum PluginsCommand {
     List,
     /// The components, build versions and documented config of one library.
     Inspect { path: PathBuf },
+    /// Scaffold a plugin crate: Cargo.toml, src/lib.rs (a component, its config, the export line and
+    /// a unit test) and a README. Reward, sampler and curriculum plugins build without libtorch.
+    New {
+        /// Crate and component name (lower-case letters, digits, `-`, `_`).
+        name: String,
+        /// reward | sampler | curriculum | algorithm.
+        #[arg(long, value_parser = parse_kind)]
+        kind: ComponentKind,
+        /// Directory to create [default: ./NAME].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Depend on longrl-core by path (the `core` directory of a longrl checkout) instead of by
+        /// version.
+        #[arg(long)]
+        core_path: Option<PathBuf>,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<ComponentKind, String> {
+    ComponentKind::parse(text).ok_or_else(|| {
+        let kinds: Vec<&str> = ComponentKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("`{text}` is not a component kind ({})", kinds.join(", "))
+    })
 }
 
 pub fn run(command: PluginsCommand, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -29,6 +55,24 @@ pub fn run(command: PluginsCommand, global: &GlobalArgs) -> anyhow::Result<()> {
         PluginsCommand::Inspect { path } => {
             let library = PluginLibrary::load(&path)?;
             print!("{}", inspect_text(&library));
+            Ok(())
+        }
+        PluginsCommand::New { name, kind, out, core_path: core } => {
+            let core = match core {
+                Some(dir) => CoreSource::Path(core_path(&dir)?),
+                None => CoreSource::Version,
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from(&name));
+            let scaffold = Scaffold { name, kind, out, core };
+            for path in scaffold.write()? {
+                println!("created {}", path.display());
+            }
+            println!(
+                "next: cd {} && cargo test && cargo build, then `longrl plugins inspect target/debug/lib{}.{}`",
+                scaffold.out.display(),
+                scaffold.name.replace('-', "_"),
+                std::env::consts::DLL_EXTENSION
+            );
             Ok(())
         }
     }
@@ -59,15 +103,7 @@ pub fn list_table(set: &PluginSet) -> String {
 }
 
 pub fn inspect_text(library: &PluginLibrary) -> String {
-    let b = library.build_info();
-    let mut out = format!(
-        "library: {}\nbuilt with: longrl ABI v{} (longrl-core {}), tch {}, libtorch {}\n",
-        library.path().display(),
-        b.abi_version,
-        b.core_version,
-        b.tch_version,
-        b.libtorch_version
-    );
+    let mut out = format!("library: {}\nbuilt with: {}\n", library.path().display(), library.build_info().describe());
     for c in library.components() {
         out.push_str(&format!("\n{} {} {}\n  {}\n", c.kind, c.name, c.version, c.description));
         if c.config.is_empty() {

@@ -191,7 +191,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             });
             writeln!(out, "{record}")?;
         }
-        for (key, value) in rewards.take_metrics() {
+        for (key, value) in rewards.take_metrics()? {
             *metrics.entry(key).or_default() += value;
         }
     }

@@ -46,7 +46,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let curriculum = plugins.curriculum(&config.curriculum.name, &config.curriculum.config, &ctx)?;
     let sampler = plugins.sampler(&config.sampler.name, &config.sampler.config, &ctx)?;
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
-    let settings = algorithm.settings();
+    let settings = algorithm.settings()?;
     let mut missing = Vec::new();
     for (key, files) in [
         ("data.train_files", &config.data.train_files),
@@ -72,7 +72,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         if plugins.info(longrl_core::api::ComponentKind::Policy, &config.policy.name).is_none() {
             anyhow::bail!("no policy plugin named `{}` was found", config.policy.name);
         }
-        print!("{}", plan::render(&config, &curriculum.phases(), &settings, &device, &used)?);
+        print!("{}", plan::render(&config, &curriculum.phases()?, &settings, &device, &used)?);
         if !missing.is_empty() {
             println!("missing (needed before a real run):\n{}", missing.join("\n"));
         }

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::RResult;
 use longrl_core::BuildInfo;
-use longrl_core::abi::{DECLARATION_MAGIC, DECLARATION_SYMBOL, LogSink, PluginDeclaration, PluginModuleRef};
+use longrl_core::abi::{DECLARATION_SYMBOL, LogSink, PluginModuleRef};
 use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind};
+
+use super::declaration::{self, Declared};
 
 /// Why a library could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +43,11 @@ fn short(path: &Path) -> String {
 }
 
 impl PluginLibrary {
+    /// Check the library's declaration (see [`check`]), then open it and read its root module.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let build = check(path)?;
         let path = path.to_path_buf();
-        let build = read_declaration(&path)?;
-        if let Some(reason) = BuildInfo::current().incompatibility(&build) {
-            return Err(if reason.contains("libtorch") {
-                LoadError::LibtorchMismatch { path, reason }
-            } else {
-                LoadError::VersionMismatch { path, reason }
-            });
-        }
+        // Opening runs the library's initialisers: only a declared, compatible plugin gets here.
         let module = lib_header_from_path(&path)
             .and_then(|header| header.init_root_module::<PluginModuleRef>())
             .map_err(|error| classify(&path, error))?;
@@ -98,39 +95,28 @@ impl PluginLibrary {
     }
 }
 
-/// Read the C-layout declaration with libloading, before abi_stable touches the library.
-fn read_declaration(path: &Path) -> Result<BuildInfo, LoadError> {
-    // SAFETY: opening a shared library runs its initialisers; plugin paths are chosen by the user.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| LoadError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
-    let symbol = format!("{DECLARATION_SYMBOL}\0");
-    // SAFETY: the symbol, when present, is the static `PluginDeclaration` made by `export_plugin!`.
-    let declaration: *const PluginDeclaration =
-        match unsafe { library.get::<*const PluginDeclaration>(symbol.as_bytes()) } {
-            Ok(sym) => *sym,
-            Err(_) => {
-                return Err(LoadError::NotAPlugin {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "it exports no `{DECLARATION_SYMBOL}` symbol; plugins are made with longrl_core::export_plugin!"
-                    ),
-                });
-            }
-        };
-    // SAFETY: the pointer is the address of the static; the magic check guards against a foreign
-    // library that happens to export the same name.
-    let declaration = unsafe { &*declaration };
-    if declaration.magic != DECLARATION_MAGIC {
-        return Err(LoadError::NotAPlugin {
-            path: path.to_path_buf(),
-            reason: format!("`{DECLARATION_SYMBOL}` has the wrong magic number"),
-        });
+/// Read the library's declaration from its file and check it against this host: nothing of the
+/// library runs before it has shown it is a longrl plugin this host can use.
+pub fn check(path: &Path) -> Result<BuildInfo, LoadError> {
+    let path = path.to_path_buf();
+    let build = match declaration::read(&path) {
+        Ok(Declared::Plugin(build)) => build,
+        Ok(Declared::NotAPlugin(reason)) => return Err(LoadError::NotAPlugin { path, reason }),
+        Ok(Declared::LegacyPlugin) => {
+            let host = BuildInfo::current();
+            let reason = format!(
+                "built against longrl plugin ABI v1 or older (it declares itself with the `{DECLARATION_SYMBOL}` symbol only, not a section), but this host speaks ABI v{} (longrl-core {}); rebuild the plugin against longrl-core {}",
+                host.abi_version, host.core_version, host.core_version
+            );
+            return Err(LoadError::VersionMismatch { path, reason });
+        }
+        Err(reason) => return Err(LoadError::Open { path, reason }),
+    };
+    match BuildInfo::current().incompatibility(&build) {
+        None => Ok(build),
+        Some(reason) if reason.contains("libtorch") => Err(LoadError::LibtorchMismatch { path, reason }),
+        Some(reason) => Err(LoadError::VersionMismatch { path, reason }),
     }
-    // SAFETY: a declaration with the right magic was made by export_plugin!, with valid C strings.
-    let build = unsafe { declaration.build_info() };
-    // Plugins are never unloaded: their code may still be referenced by tensors or log callbacks.
-    std::mem::forget(library);
-    Ok(build)
 }
 
 fn classify(path: &Path, error: LibraryError) -> LoadError {

@@ -1,16 +1,17 @@
 //! Finding, checking and loading plugin libraries, and making components from them.
 
+mod declaration;
 mod discovery;
 mod library;
+pub mod scaffold;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use longrl_core::abi::{HostAlgorithm, HostCurriculum, HostPolicy, HostReward, HostSampler};
 use longrl_core::api::{self, ComponentContext, ComponentInfo, ComponentKind};
 
 pub use discovery::search_paths;
-pub use library::{LoadError, PluginLibrary};
+pub use library::{LoadError, PluginLibrary, check};
 
 /// Every plugin library found, indexed by (kind, name).
 pub struct PluginSet {
@@ -23,10 +24,13 @@ pub struct PluginSet {
 impl PluginSet {
     /// Load every plugin in `paths` (directories are scanned, files are loaded as given).
     ///
-    /// A library named directly must load. In a scanned directory, other shared libraries are
-    /// ignored and a longrl plugin that fails its checks (built for another ABI or libtorch) is
-    /// skipped with a warning naming the file and the cause, and named again if a component it
-    /// might have provided is asked for. Two components with one kind and name are always an error.
+    /// A library is opened only after its file shows a longrl plugin declaration this host accepts
+    /// (see [`check`]): other shared libraries in a scanned directory are never opened, so their
+    /// initialisers never run. A library named directly must load. In a scanned directory, other
+    /// shared libraries are ignored and a longrl plugin that fails its checks (built for another ABI
+    /// or libtorch) is skipped with a warning naming the file and the cause, and named again if a
+    /// component it might have provided is asked for. Two components with one kind and name are
+    /// always an error.
     pub fn load(paths: &[PathBuf]) -> Result<Self, LoadError> {
         let mut set = PluginSet { libraries: Vec::new(), index: BTreeMap::new(), skipped: Vec::new() };
         for candidate in discovery::candidates(paths) {
@@ -111,64 +115,26 @@ impl PluginSet {
         let dirs: Vec<String> = self.libraries.iter().map(|l| l.path().display().to_string()).collect();
         if dirs.is_empty() { "no plugin libraries".into() } else { dirs.join(", ") }
     }
-
-    pub fn policy(
-        &self,
-        name: &str,
-        config: &serde_json::Value,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Box<dyn api::Policy>> {
-        let lib = self.library_for(ComponentKind::Policy, name)?;
-        let (inner, label) =
-            lib.create(ComponentKind::Policy, name, config, ctx, |m, n, c, x| (m.create_policy())(n, c, x))?;
-        Ok(Box::new(HostPolicy::new(inner, label)))
-    }
-
-    pub fn algorithm(
-        &self,
-        name: &str,
-        config: &serde_json::Value,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Box<dyn api::Algorithm>> {
-        let lib = self.library_for(ComponentKind::Algorithm, name)?;
-        let (inner, label) =
-            lib.create(ComponentKind::Algorithm, name, config, ctx, |m, n, c, x| (m.create_algorithm())(n, c, x))?;
-        Ok(Box::new(HostAlgorithm::new(inner, label)))
-    }
-
-    pub fn curriculum(
-        &self,
-        name: &str,
-        config: &serde_json::Value,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Box<dyn api::Curriculum>> {
-        let lib = self.library_for(ComponentKind::Curriculum, name)?;
-        let (inner, label) =
-            lib.create(ComponentKind::Curriculum, name, config, ctx, |m, n, c, x| (m.create_curriculum())(n, c, x))?;
-        Ok(Box::new(HostCurriculum::new(inner, label)))
-    }
-
-    pub fn sampler(
-        &self,
-        name: &str,
-        config: &serde_json::Value,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Box<dyn api::Sampler>> {
-        let lib = self.library_for(ComponentKind::Sampler, name)?;
-        let (inner, label) =
-            lib.create(ComponentKind::Sampler, name, config, ctx, |m, n, c, x| (m.create_sampler())(n, c, x))?;
-        Ok(Box::new(HostSampler::new(inner, label)))
-    }
-
-    pub fn reward(
-        &self,
-        name: &str,
-        config: &serde_json::Value,
-        ctx: &ComponentContext,
-    ) -> anyhow::Result<Box<dyn api::Reward>> {
-        let lib = self.library_for(ComponentKind::Reward, name)?;
-        let (inner, label) =
-            lib.create(ComponentKind::Reward, name, config, ctx, |m, n, c, x| (m.create_reward())(n, c, x))?;
-        Ok(Box::new(HostReward::new(inner, label)))
-    }
 }
+
+macro_rules! plugin_set_factories {
+    ($($(#[$gate:meta])* $kind:ident: $api:ident => $abi:ident, $boxed:ident, $guard:ident, $host:ident, $factory:ident;)*) => {
+        impl PluginSet {
+            $(
+                #[doc = concat!("Make the ", stringify!($kind), " `name` from its config table; errors name the plugin.")]
+                pub fn $kind(
+                    &self,
+                    name: &str,
+                    config: &serde_json::Value,
+                    ctx: &ComponentContext,
+                ) -> anyhow::Result<Box<dyn api::$api>> {
+                    let lib = self.library_for(ComponentKind::$api, name)?;
+                    let (inner, label) =
+                        lib.create(ComponentKind::$api, name, config, ctx, |m, n, c, x| (m.$factory())(n, c, x))?;
+                    Ok(Box::new(longrl_core::abi::$host::new(inner, label)))
+                }
+            )*
+        }
+    };
+}
+longrl_core::component_kinds!(plugin_set_factories);

@@ -68,9 +68,9 @@ impl Trainer<'_> {
             self.counters.rl_steps += 1;
             self.counters.phase_steps += 1;
             self.counters.global_step += 1;
-            values.extend(self.c.sampler.metrics().into_iter().map(|(k, v)| (format!("sampler/{k}"), v)));
+            values.extend(self.c.sampler.metrics()?.into_iter().map(|(k, v)| (format!("sampler/{k}"), v)));
             let progress =
-                PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed() };
+                PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed()? };
             values.insert("phase_epochs".into(), progress.epochs as f64);
             let record = Record {
                 step: self.counters.global_step,
@@ -209,7 +209,7 @@ impl Trainer<'_> {
                     let g = generations.next().expect("counted above");
                     let raw = scores.next().expect("one score per input").score;
                     let len = g.tokens.len() as u32;
-                    let shaped = self.c.algorithm.shape_reward(raw, len, max_new);
+                    let shaped = self.c.algorithm.shape_reward(raw, len, max_new)?;
                     all_raw.push(raw as f64);
                     by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
                     lengths.push(len as f64);
@@ -220,7 +220,7 @@ impl Trainer<'_> {
                 self.c.sampler.observe(index, &raw)?;
                 generated_groups += 1;
                 // Groups are filtered on the raw reward (verl's filter_groups metric `acc`), not the shaped one.
-                if !self.settings.dynamic_sampling || self.c.algorithm.keep_group(&raw) {
+                if !self.settings.dynamic_sampling || self.c.algorithm.keep_group(&raw)? {
                     kept.push(Group { index, rollouts });
                 }
             }
@@ -353,7 +353,7 @@ impl Trainer<'_> {
             * self.settings.epochs as usize;
         values.extend(update);
         values.insert("lr".into(), lr);
-        values.extend(self.c.rewards.take_metrics().into_iter().map(|(k, v)| (format!("reward_metrics/{k}"), v)));
+        values.extend(self.c.rewards.take_metrics()?.into_iter().map(|(k, v)| (format!("reward_metrics/{k}"), v)));
         values.insert("train_tokens_per_s".into(), processed as f64 / t.update.max(1e-9));
         values.insert("time/generate".into(), t.generate);
         values.insert("time/reward".into(), t.reward);

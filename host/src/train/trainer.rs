@@ -80,7 +80,7 @@ impl<'a> Trainer<'a> {
         eval: Option<EvalHook<'a>>,
     ) -> anyhow::Result<Self> {
         opts.train.validate(&opts.sft)?;
-        let settings = c.algorithm.settings();
+        let settings = c.algorithm.settings()?;
         if settings.needs_reference != c.reference.is_some() {
             anyhow::bail!(
                 "the algorithm {} reference log-probs but the trainer was {} a reference policy",
@@ -88,7 +88,7 @@ impl<'a> Trainer<'a> {
                 if c.reference.is_some() { "given" } else { "not given" }
             );
         }
-        let phases = c.curriculum.phases();
+        let phases = c.curriculum.phases()?;
         if opts.train.enabled && phases.is_empty() {
             anyhow::bail!("the curriculum has no phases");
         }
@@ -270,7 +270,7 @@ impl<'a> Trainer<'a> {
         self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.train.optim)?);
         self.counters.optimizer_stage = Some("rl".into());
         self.counters.optimizer_steps = 0;
-        let phase = self.c.curriculum.current_phase();
+        let phase = self.c.curriculum.current_phase()?;
         self.begin_phase(phase)?;
         self.counters.rl_started = true;
         Ok(())

@@ -1,10 +1,11 @@
 //! The `grpo` algorithm's config table and its validation.
 
 use longrl_core::{Error, Result};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How a rollout's reward becomes an advantage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AdvantageEstimator {
     /// (r - group mean) / (std + eps).
@@ -16,7 +17,7 @@ pub enum AdvantageEstimator {
 }
 
 /// Which standard deviation divides the advantages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scale {
     Group,
@@ -24,7 +25,7 @@ pub enum Scale {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossAgg {
     TokenMean,
@@ -33,7 +34,7 @@ pub enum LossAgg {
     SeqMeanTokenSumNorm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KlEstimator {
     K1,
@@ -41,26 +42,52 @@ pub enum KlEstimator {
     K3,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The algorithm's config table. Each field's doc comment is its documentation in `longrl plugins inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
+    /// grpo: (r - group mean) / (std + eps); drgrpo: r - group mean (no std); rloo: r minus the mean of
+    /// the group's other rewards.
     pub advantage: AdvantageEstimator,
+    /// Std dividing the advantages: group | batch (std of all rewards of the batch, as TRL) | none.
+    /// null: group for grpo, none for drgrpo and rloo. Unbiased std (torch.std, as verl); a lone
+    /// sample's std is 1.
     pub scale: Option<Scale>,
+    /// Added to the std before dividing (verl: 1e-6).
     pub eps: f64,
+    /// Ratio lower bound is 1 - clip_low.
     pub clip_low: f64,
+    /// Ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28; the QwenLong-L1 script used 0.2).
     pub clip_high: f64,
+    /// Dual-clip constant c > 1 bounding the loss of negative-advantage tokens at -A*c (verl default 3,
+    /// DAPO recipe 10); null: off.
     pub dual_clip: Option<f64>,
+    /// token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO: token
+    /// sums / (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length
+    /// only); divisors are the mini-batch's, so micro-batch losses add up.
     pub loss_agg: LossAgg,
+    /// Weight of the KL-to-reference term (0: no reference model is kept, as in the recipe).
     pub kl_coef: f64,
+    /// k1 (log-ratio), k2 (half squared log-ratio), k3 (verl low_var_kl, clamped to [-10, 10]).
     pub kl_estimator: KlEstimator,
+    /// Entropy bonus: loss -= entropy_coef * aggregated entropy. 0 here; verl's default at the time of
+    /// the QwenLong-L1 runs was 0.001 (their recipe inherits it: set 0.001 to reproduce).
     pub entropy_coef: f64,
+    /// Ask the trainer for per-token entropy to log it even when entropy_coef is 0.
     pub log_entropy: bool,
+    /// Passes over each rollout batch (ppo_epochs).
     pub epochs: u32,
+    /// Prompts (groups) per optimizer step (recipe: 32).
     pub mini_batch_prompts: u32,
+    /// DAPO: drop groups whose rewards are all equal and generate more prompts.
     pub dynamic_sampling: bool,
+    /// Generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error.
     pub max_gen_batches: u32,
+    /// Leave responses cut at the length limit out of the loss.
     pub mask_truncated: bool,
+    /// DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off.
     pub overlong_buffer: u32,
+    /// Penalty at the length limit; grows linearly over the buffer (recipe: 1.0).
     pub overlong_factor: f64,
 }
 
@@ -89,49 +116,6 @@ impl Default for GrpoConfig {
         }
     }
 }
-
-pub const CONFIG_DOCS: &[(&str, &str)] = &[
-    (
-        "advantage",
-        "grpo: (r - group mean) / (std + eps); drgrpo: r - group mean (no std); rloo: r minus the mean of the group's other rewards",
-    ),
-    (
-        "scale",
-        "std dividing the advantages: group | batch (std of all rewards of the batch, as TRL) | none. \
-         null: group for grpo, none for drgrpo and rloo. Unbiased std (torch.std, as verl); a lone sample's std is 1",
-    ),
-    ("eps", "added to the std before dividing (verl: 1e-6)"),
-    ("clip_low", "ratio lower bound is 1 - clip_low"),
-    ("clip_high", "ratio upper bound is 1 + clip_high (DAPO clip-higher: 0.28; the QwenLong-L1 script used 0.2)"),
-    (
-        "dual_clip",
-        "dual-clip constant c > 1 bounding the loss of negative-advantage tokens at -A*c (verl default 3, DAPO recipe 10); null: off",
-    ),
-    (
-        "loss_agg",
-        "token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO: token sums / \
-         (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length only); \
-         divisors are the mini-batch's, so micro-batch losses add up",
-    ),
-    ("kl_coef", "weight of the KL-to-reference term (0: no reference model is kept, as in the recipe)"),
-    ("kl_estimator", "k1 (log-ratio), k2 (half squared log-ratio), k3 (verl low_var_kl, clamped to [-10, 10])"),
-    (
-        "entropy_coef",
-        "entropy bonus: loss -= entropy_coef * aggregated entropy. 0 here; verl's default at the time of the \
-         QwenLong-L1 runs was 0.001 (their recipe inherits it: set 0.001 to reproduce)",
-    ),
-    ("log_entropy", "ask the trainer for per-token entropy to log it even when entropy_coef is 0"),
-    ("epochs", "passes over each rollout batch (ppo_epochs)"),
-    ("mini_batch_prompts", "prompts (groups) per optimizer step (recipe: 32)"),
-    ("dynamic_sampling", "DAPO: drop groups whose rewards are all equal and generate more prompts"),
-    (
-        "max_gen_batches",
-        "generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error",
-    ),
-    ("mask_truncated", "leave responses cut at the length limit out of the loss"),
-    ("overlong_buffer", "DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off"),
-    ("overlong_factor", "penalty at the length limit; grows linearly over the buffer (recipe: 1.0)"),
-];
 
 const COMPONENT: &str = "algorithm/grpo";
 

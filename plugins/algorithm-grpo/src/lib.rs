@@ -1,7 +1,7 @@
 //! Algorithm `grpo`: group-relative advantages (GRPO, Dr.GRPO, RLOO) and the DAPO-style clipped
 //! policy loss (clip-higher, dual clip, four loss aggregations, KL and entropy terms), plus DAPO's
 //! dynamic sampling rule and overlong reward shaping (QwenLong-L1 Eq. 7). Config keys: see
-//! [`config::CONFIG_DOCS`].
+//! [`config::GrpoConfig`].
 
 pub mod advantages;
 pub mod config;
@@ -14,7 +14,7 @@ use longrl_core::api::{
 };
 use longrl_core::sdk::{config_keys, parse_config};
 
-use config::{CONFIG_DOCS, GrpoConfig};
+use config::GrpoConfig;
 
 pub struct Grpo {
     config: GrpoConfig,
@@ -41,7 +41,7 @@ impl Component for Grpo {
                           token- or sequence-level aggregation, optional KL to a reference and entropy bonus), with \
                           DAPO dynamic sampling and overlong reward shaping: QwenLong-L1's RL algorithm."
                 .into(),
-            config: config_keys::<GrpoConfig>(CONFIG_DOCS),
+            config: config_keys::<GrpoConfig>(),
         }
     }
 
@@ -56,9 +56,9 @@ impl Component for Grpo {
 }
 
 impl Algorithm for Grpo {
-    fn settings(&self) -> AlgorithmSettings {
+    fn settings(&self) -> Result<AlgorithmSettings> {
         let c = &self.config;
-        AlgorithmSettings {
+        Ok(AlgorithmSettings {
             epochs: c.epochs,
             mini_batch_prompts: c.mini_batch_prompts,
             needs_reference: c.kl_coef > 0.0,
@@ -66,29 +66,29 @@ impl Algorithm for Grpo {
             dynamic_sampling: c.dynamic_sampling,
             max_gen_batches: c.max_gen_batches,
             mask_truncated: c.mask_truncated,
-        }
+        })
     }
 
     /// DAPO's overlong penalty, as in its code: `min(-(len - (max - buffer)) / buffer * factor, 0)`.
     /// The buffer is capped at `max_response_len` so a small test budget is not penalised everywhere.
-    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> f32 {
+    fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> Result<f32> {
         let buffer = self.config.overlong_buffer.min(max_response_len);
         if buffer == 0 {
-            return reward;
+            return Ok(reward);
         }
         let expected = f64::from(max_response_len - buffer);
         let exceed = f64::from(response_len) - expected;
         let penalty = (-exceed / f64::from(buffer) * self.config.overlong_factor).min(0.0);
-        (f64::from(reward) + penalty) as f32
+        Ok((f64::from(reward) + penalty) as f32)
     }
 
     /// Keep a group unless dynamic sampling is on and its rewards are all equal (std = 0, so every
     /// advantage would be 0). A lone rollout has std 0 and is dropped, as in verl.
-    fn keep_group(&self, rewards: &[f32]) -> bool {
+    fn keep_group(&self, rewards: &[f32]) -> Result<bool> {
         if !self.config.dynamic_sampling {
-            return true;
+            return Ok(true);
         }
-        rewards.first().is_some_and(|first| rewards.iter().any(|r| r != first))
+        Ok(rewards.first().is_some_and(|first| rewards.iter().any(|r| r != first)))
     }
 
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>> {
@@ -116,13 +116,15 @@ mod tests {
 
     #[test]
     fn settings_follow_config() {
-        let s = grpo(json!({})).settings();
+        let s = grpo(json!({})).settings().unwrap();
         assert!(!s.needs_reference && s.needs_entropy && s.dynamic_sampling);
         assert_eq!((s.epochs, s.mini_batch_prompts, s.max_gen_batches), (1, 32, 10));
-        let s = grpo(json!({"kl_coef": 0.01, "log_entropy": false, "epochs": 2, "mask_truncated": true})).settings();
+        let s = grpo(json!({"kl_coef": 0.01, "log_entropy": false, "epochs": 2, "mask_truncated": true}))
+            .settings()
+            .unwrap();
         assert!(s.needs_reference && !s.needs_entropy && s.mask_truncated);
         assert_eq!(s.epochs, 2);
-        let s = grpo(json!({"log_entropy": false, "entropy_coef": 0.001})).settings();
+        let s = grpo(json!({"log_entropy": false, "entropy_coef": 0.001})).settings().unwrap();
         assert!(s.needs_entropy);
     }
 
@@ -130,28 +132,28 @@ mod tests {
     fn overlong_shaping_matches_eq7() {
         let g = grpo(json!({"overlong_buffer": 1000, "overlong_factor": 1.0}));
         // max 10000, buffer 1000: no penalty up to 9000, then linear to -1 at 10000.
-        assert_eq!(g.shape_reward(1.0, 5000, 10000), 1.0);
-        assert_eq!(g.shape_reward(1.0, 9000, 10000), 1.0);
-        assert!((g.shape_reward(1.0, 9500, 10000) - 0.5).abs() < 1e-6);
-        assert!((g.shape_reward(0.0, 10000, 10000) + 1.0).abs() < 1e-6);
+        assert_eq!(g.shape_reward(1.0, 5000, 10000).unwrap(), 1.0);
+        assert_eq!(g.shape_reward(1.0, 9000, 10000).unwrap(), 1.0);
+        assert!((g.shape_reward(1.0, 9500, 10000).unwrap() - 0.5).abs() < 1e-6);
+        assert!((g.shape_reward(0.0, 10000, 10000).unwrap() + 1.0).abs() < 1e-6);
         let g = grpo(json!({"overlong_buffer": 100, "overlong_factor": 0.5}));
-        assert!((g.shape_reward(1.0, 975, 1000) - (1.0 - 0.75 * 0.5)).abs() < 1e-6);
+        assert!((g.shape_reward(1.0, 975, 1000).unwrap() - (1.0 - 0.75 * 0.5)).abs() < 1e-6);
         // A buffer longer than the budget covers the whole budget.
-        assert!((g.shape_reward(1.0, 40, 50) - (1.0 - 0.4)).abs() < 1e-6);
+        assert!((g.shape_reward(1.0, 40, 50).unwrap() - (1.0 - 0.4)).abs() < 1e-6);
         // Off by default.
-        assert_eq!(grpo(json!({})).shape_reward(0.3, 10000, 10000), 0.3);
+        assert_eq!(grpo(json!({})).shape_reward(0.3, 10000, 10000).unwrap(), 0.3);
     }
 
     #[test]
     fn dynamic_sampling_keeps_only_informative_groups() {
         let g = grpo(json!({}));
-        assert!(g.keep_group(&[0.0, 1.0, 0.0]));
-        assert!(!g.keep_group(&[1.0, 1.0, 1.0]));
-        assert!(!g.keep_group(&[0.0, 0.0]));
-        assert!(!g.keep_group(&[0.5]));
-        assert!(!g.keep_group(&[]));
+        assert!(g.keep_group(&[0.0, 1.0, 0.0]).unwrap());
+        assert!(!g.keep_group(&[1.0, 1.0, 1.0]).unwrap());
+        assert!(!g.keep_group(&[0.0, 0.0]).unwrap());
+        assert!(!g.keep_group(&[0.5]).unwrap());
+        assert!(!g.keep_group(&[]).unwrap());
         let off = grpo(json!({"dynamic_sampling": false}));
-        assert!(off.keep_group(&[1.0, 1.0]) && off.keep_group(&[0.5]));
+        assert!(off.keep_group(&[1.0, 1.0]).unwrap() && off.keep_group(&[0.5]).unwrap());
     }
 
     #[test]
@@ -188,10 +190,5 @@ mod tests {
             let e = err(config.clone());
             assert!(e.contains(key), "{config}: {e}");
         }
-    }
-
-    #[test]
-    fn config_is_documented() {
-        longrl_core::sdk::check_config_docs::<GrpoConfig>(CONFIG_DOCS).unwrap();
     }
 }

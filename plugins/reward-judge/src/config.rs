@@ -4,29 +4,49 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use longrl_core::{Error, Result};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::{DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PLACEHOLDERS};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The judge's config table. Each field's doc comment is its documentation in `longrl plugins inspect`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JudgeConfig {
+    /// Base URL of the OpenAI-compatible API (requests go to <url>/chat/completions).
     pub url: String,
+    /// Model name sent to the endpoint (required).
     pub model: String,
+    /// Name of the environment variable holding the API key (empty: no key); keys never go in config.
     pub api_key_env: String,
+    /// Requests sent concurrently.
     pub max_in_flight: usize,
+    /// Per-request timeout, connection included.
     pub timeout_secs: f64,
+    /// Retries after a 429, a 5xx, a timeout or a connection error.
     pub max_retries: u32,
+    /// First retry delay; doubles on each retry (a Retry-After header is honoured).
     pub backoff_initial_ms: u64,
+    /// Cap on one retry delay.
     pub backoff_max_ms: u64,
+    /// Items failing after retries that open the circuit: later items fall back at once.
     pub circuit_breaker_failures: u32,
+    /// How long an open circuit stays open before the judge is tried again.
     pub circuit_breaker_cooldown_secs: f64,
+    /// System message (default: the QwenLong-L1 judge prompt, verbatim).
     pub system_prompt: String,
+    /// User message with {problem}, {answer_1} (prediction) and {answer_2} (gold).
     pub user_template: String,
+    /// JSONL of every verdict and its rationale (default: judge_audit.jsonl in the run directory;
+    /// relative paths are under it).
     pub audit_file: Option<PathBuf>,
+    /// Token budget of the judge's reply.
     pub max_tokens: u32,
+    /// Seed sent with each request (null: none).
     pub seed: Option<u64>,
+    /// A response without `</think>` scores 0 without asking the judge (off for non-thinking models).
     pub require_think: bool,
+    /// Verdicts kept in the (problem, prediction, gold) cache (0: no cache).
     pub cache_entries: usize,
 }
 
@@ -53,29 +73,6 @@ impl Default for JudgeConfig {
         }
     }
 }
-
-pub const CONFIG_DOCS: &[(&str, &str)] = &[
-    ("url", "base URL of the OpenAI-compatible API (requests go to <url>/chat/completions)"),
-    ("model", "model name sent to the endpoint (required)"),
-    ("api_key_env", "name of the environment variable holding the API key (empty: no key); keys never go in config"),
-    ("max_in_flight", "requests sent concurrently"),
-    ("timeout_secs", "per-request timeout, connection included"),
-    ("max_retries", "retries after a 429, a 5xx, a timeout or a connection error"),
-    ("backoff_initial_ms", "first retry delay; doubles on each retry (a Retry-After header is honoured)"),
-    ("backoff_max_ms", "cap on one retry delay"),
-    ("circuit_breaker_failures", "items failing after retries that open the circuit: later items fall back at once"),
-    ("circuit_breaker_cooldown_secs", "how long an open circuit stays open before the judge is tried again"),
-    ("system_prompt", "system message (default: the QwenLong-L1 judge prompt, verbatim)"),
-    ("user_template", "user message with {problem}, {answer_1} (prediction) and {answer_2} (gold)"),
-    (
-        "audit_file",
-        "JSONL of every verdict and its rationale (default: judge_audit.jsonl in the run directory; relative paths are under it)",
-    ),
-    ("max_tokens", "token budget of the judge's reply"),
-    ("seed", "seed sent with each request (null: none)"),
-    ("require_think", "a response without `</think>` scores 0 without asking the judge (off for non-thinking models)"),
-    ("cache_entries", "verdicts kept in the (problem, prediction, gold) cache (0: no cache)"),
-];
 
 impl JudgeConfig {
     pub fn validate(&self) -> Result<()> {

@@ -11,6 +11,7 @@ pub mod routes;
 use longrl_core::abi::Component;
 use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore};
 use longrl_core::sdk::{config_keys, parse_config};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -20,21 +21,27 @@ pub use crate::routes::{RouteConfig, Router, Rule, default_routes};
 
 const COMPONENT: &str = "reward/rule";
 
-/// The reward's config table (`[[reward.components]] name = "rule"`, `config = { ... }`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The reward's config table (`[[reward.components]] name = "rule"`, `config = { ... }`). Each field's
+/// doc comment is its documentation in `longrl plugins inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleConfig {
-    /// A response without `</think>` scores 0 (thinking models). Off: the whole response is the answer.
+    /// Score 0 when the response has no `</think>` (turn off for non-thinking models: the whole
+    /// response is then the answer).
     pub require_think: bool,
-    /// The doc-QA metric: `sub_em` (the recipe), `em` or `f1`.
+    /// Doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`.
     pub metric: Metric,
-    /// Ordered routes from data source to rule; the first match wins.
+    /// Ordered list of `{prefix = "...", rule = "docqa|docmath|choice"}` or `{pattern = "regex", rule =
+    /// ...}`; the first route matching a data source decides its rule; unknown sources are an error at
+    /// start-up.
     pub routes: Vec<RouteConfig>,
-    /// The option letters of multiple-choice questions.
+    /// Option letters of multiple-choice questions (upper-case).
     pub choice_letters: String,
-    /// DocMath relative tolerance.
+    /// DocMath relative tolerance (the reference: 0.0015).
     pub tolerance: f64,
-    /// Let an answer that normalises to nothing match (the reference's Python `"" in s` is true).
+    /// Let a doc-QA answer that normalises to nothing ("the answer is the.") match, as the reference's
+    /// substring test does (Python's `"" in s` is true); off by default because a policy learns to
+    /// exploit it.
     pub empty_matches: bool,
 }
 
@@ -50,24 +57,6 @@ impl Default for RuleConfig {
         }
     }
 }
-
-const CONFIG_DOCS: &[(&str, &str)] = &[
-    (
-        "require_think",
-        "score 0 when the response has no `</think>` (turn off for non-thinking models: the whole response is then the answer)",
-    ),
-    ("metric", "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`"),
-    (
-        "routes",
-        "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`; the first route matching a data source decides its rule; unknown sources are an error at start-up",
-    ),
-    ("choice_letters", "option letters of multiple-choice questions (upper-case)"),
-    ("tolerance", "DocMath relative tolerance (the reference: 0.0015)"),
-    (
-        "empty_matches",
-        "let a doc-QA answer that normalises to nothing (\"the answer is the.\") match, as the reference's substring test does; off by default because a policy learns to exploit it",
-    ),
-];
 
 pub struct RuleReward {
     config: RuleConfig,
@@ -86,7 +75,7 @@ impl Component for RuleReward {
                           tolerance, scale and rounding matches) or the multiple-choice letter. Never \
                           evaluates model text as code. The rule half of the hybrid reward."
                 .into(),
-            config: config_keys::<RuleConfig>(CONFIG_DOCS),
+            config: config_keys::<RuleConfig>(),
         }
     }
 
@@ -343,10 +332,5 @@ mod tests {
         assert!(make(json!({"routes": [{"prefix": "a", "rule": "math"}]})).contains("math"));
         assert!(make(json!({"choice_letters": "ab"})).contains("choice_letters"));
         assert!(make(json!({"tolerance": -1.0})).contains("tolerance"));
-    }
-
-    #[test]
-    fn config_is_documented() {
-        longrl_core::sdk::check_config_docs::<RuleConfig>(CONFIG_DOCS).unwrap();
     }
 }

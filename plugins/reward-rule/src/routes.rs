@@ -1,10 +1,11 @@
 //! Which rule scores which data source: an ordered list of prefix or regex routes.
 
 use regex::Regex;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The three answer formats of the recipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     Docqa,
@@ -23,7 +24,7 @@ impl Rule {
 }
 
 /// One route: a data source matching `prefix` (case-insensitive) or the regex `pattern` goes to `rule`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]

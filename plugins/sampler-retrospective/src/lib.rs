@@ -18,20 +18,32 @@ use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
 use longrl_sampler_common::{EpochShuffler, RngState, SamplerRng, derive_seed, weighted_index};
 use rand::seq::SliceRandom;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use difficulty::{Stats, difficulty, read_file};
 
 const COMPONENT: &str = "sampler/retrospective";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The sampler's config table. Each field's doc comment is its documentation in `longrl plugins inspect`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrospectiveConfig {
+    /// Difficulty = 1 / (max(mean reward, 0) + smoothing): a never-solved example has difficulty
+    /// 1/smoothing (10 at 0.1) instead of infinity; must be > 0.
     pub smoothing: f64,
+    /// At a phase change, earlier examples with mean reward <= this stay in the pool (authors: 0).
     pub retain_threshold: f64,
+    /// Fraction of each batch drawn from retained examples: exactly round(n * share) prompts, with
+    /// replacement, proportional to difficulty (all of it when the new phase has no examples, none
+    /// when nothing is retained).
     pub retained_share: f64,
+    /// Draw the new phase's examples by difficulty too (with replacement) instead of shuffled epochs.
     pub weight_new_by_difficulty: bool,
+    /// JSONL from `longrl difficulty` ({"id", "difficulty", "mean_reward"} per line) seeding examples'
+    /// mean reward by id, counted as one observed group; null: start with no knowledge.
     pub difficulty_file: Option<PathBuf>,
+    /// Mixed into the run's seed to pick this sampler's stream (null: the run's seed alone).
     pub seed: Option<u64>,
 }
 
@@ -47,30 +59,6 @@ impl Default for RetrospectiveConfig {
         }
     }
 }
-
-const CONFIG_DOCS: &[(&str, &str)] = &[
-    (
-        "smoothing",
-        "difficulty = 1 / (max(mean reward, 0) + smoothing): a never-solved example has difficulty 1/smoothing \
-         (10 at 0.1) instead of infinity; must be > 0",
-    ),
-    ("retain_threshold", "at a phase change, earlier examples with mean reward <= this stay in the pool (authors: 0)"),
-    (
-        "retained_share",
-        "fraction of each batch drawn from retained examples: exactly round(n * share) prompts, with replacement, \
-         proportional to difficulty (all of it when the new phase has no examples, none when nothing is retained)",
-    ),
-    (
-        "weight_new_by_difficulty",
-        "draw the new phase's examples by difficulty too (with replacement) instead of shuffled epochs",
-    ),
-    (
-        "difficulty_file",
-        "JSONL from `longrl difficulty` ({\"id\", \"difficulty\", \"mean_reward\"} per line) seeding examples' mean \
-         reward by id, counted as one observed group; null: start with no knowledge",
-    ),
-    ("seed", "mixed into the run's seed to pick this sampler's stream (null: the run's seed alone)"),
-];
 
 /// The complete checkpoint state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,7 +100,7 @@ impl Component for RetrospectiveSampler {
                           phases and mixes them into later phases with probability proportional to difficulty \
                           (1 / mean reward, Eq. 10); learns difficulty online and/or from an offline difficulty file."
                 .into(),
-            config: config_keys::<RetrospectiveConfig>(CONFIG_DOCS),
+            config: config_keys::<RetrospectiveConfig>(),
         }
     }
 
@@ -272,28 +260,28 @@ impl Sampler for RetrospectiveSampler {
         Ok(())
     }
 
-    fn epochs_completed(&self) -> u64 {
-        if self.config.weight_new_by_difficulty {
+    fn epochs_completed(&self) -> Result<u64> {
+        Ok(if self.config.weight_new_by_difficulty {
             if self.pool.is_empty() { 0 } else { self.new_draws / self.pool.len() as u64 }
         } else {
             self.shuffler.epochs_completed()
-        }
+        })
     }
 
-    fn metrics(&self) -> BTreeMap<String, f64> {
+    fn metrics(&self) -> Result<BTreeMap<String, f64>> {
         let active: Vec<u32> = self.pool.iter().chain(&self.retained).copied().collect();
         let weights = self.weights(&active);
         let mean = |xs: &[f64]| {
             if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
         };
-        BTreeMap::from([
+        Ok(BTreeMap::from([
             ("pool_size".to_string(), self.pool.len() as f64),
             ("retained_count".to_string(), self.retained.len() as f64),
             ("mean_difficulty".to_string(), mean(&weights)),
             ("retained_mean_difficulty".to_string(), mean(&weights[self.pool.len()..])),
             ("observed_examples".to_string(), active.iter().filter(|i| self.stats.contains_key(i)).count() as f64),
-            ("epochs_completed".to_string(), self.epochs_completed() as f64),
-        ])
+            ("epochs_completed".to_string(), self.epochs_completed()? as f64),
+        ]))
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
