@@ -2,7 +2,7 @@
 //! an error naming the plugin and the call (the fixture's `faulty` components fail on purpose).
 
 use longrl_core::api::{ComponentContext, PoolItem, RewardInput};
-use longrl_host::plugins::PluginSet;
+use longrl_plugins::PluginSet;
 use longrl_tests::{longrl_binary, plugin_library};
 
 fn faulty() -> PluginSet {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use longrl_core::abi::{DECLARATION_LEN, DECLARATION_SECTION};
 use longrl_core::api::{ComponentContext, ComponentKind, RewardInput};
-use longrl_host::plugins::{LoadError, PluginLibrary, PluginSet};
+use longrl_plugins::{LoadError, PluginLibrary, PluginSet};
 use longrl_tests::{artifact_dir, longrl_binary, plugin_library, redact_paths};
 use object::{Object, ObjectSection};
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use longrl_core::api::{ComponentContext, ComponentKind, RewardInput};
 use longrl_core::sdk::UNDOCUMENTED;
-use longrl_host::plugins::PluginSet;
+use longrl_plugins::PluginSet;
 use longrl_tests::{artifact_dir, longrl_binary};
 
 fn repo_root() -> PathBuf {
