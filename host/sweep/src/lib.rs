@@ -56,6 +56,21 @@ pub fn run(args: &SweepArgs, inputs: &Inputs) -> anyhow::Result<Outcome> {
     report(&plan)
 }
 
+/// `longrl sweep`: run with this very binary, print where the results are, and fail (after writing
+/// the tables) when any run failed. `config` and `overrides` are the global `--config` and `--set`.
+pub fn run_cli(args: &SweepArgs, config: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
+    let longrl = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the running longrl binary: {e}"))?;
+    let outcome = run(args, &Inputs { longrl, config, overrides })?;
+    println!("tables: {} (and {})", outcome.results_md.display(), outcome.results_json.display());
+    println!("curves: {} file(s) in {}", outcome.plots.len(), args.out.join("plots").display());
+    if !outcome.failed.is_empty() {
+        let which: Vec<String> =
+            outcome.failed.iter().map(|c| format!("{} (log {})", c.label(), c.log.display())).collect();
+        anyhow::bail!("{} run(s) failed and are left out of the tables: {}", which.len(), which.join("; "));
+    }
+    Ok(())
+}
+
 /// Read every cell's run directory and write `results.md`, `results.json` and the plots.
 pub fn report(plan: &plan::Plan) -> anyhow::Result<Outcome> {
     let collected = results::collect(plan)?;
