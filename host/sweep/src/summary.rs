@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::plan::Plan;
-use crate::results::{Collected, RunResult};
+use crate::results::{Collected, RunResult, slices};
 use crate::stats::{Estimate, estimate};
 
 /// The pseudo-stage naming each run's last evaluated stage, so variants whose phases are named
@@ -74,12 +74,12 @@ pub struct Summary {
 fn run_values(run: &RunResult) -> BTreeMap<(String, String), f64> {
     let mut out = BTreeMap::new();
     for stage in &run.stages {
-        for (slice, acc) in stage.slices() {
+        for (slice, acc) in slices(stage) {
             out.insert((stage.stage.clone(), slice), 100.0 * acc.accuracy);
         }
     }
     if let Some(last) = run.stages.last() {
-        for (slice, acc) in last.slices() {
+        for (slice, acc) in slices(last) {
             out.insert((FINAL.to_string(), slice), 100.0 * acc.accuracy);
         }
     }
@@ -124,7 +124,7 @@ fn key_order(runs: &[&RunResult]) -> Vec<(String, String)> {
             if !stages.contains(&stage.stage) {
                 stages.push(stage.stage.clone());
             }
-            slices.extend(stage.slices().into_iter().map(|(s, _)| s));
+            slices.extend(crate::results::slices(stage).into_iter().map(|(s, _)| s));
         }
     }
     stages.push(FINAL.to_string());

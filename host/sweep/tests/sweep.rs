@@ -132,6 +132,9 @@ fn sweep_tables_resume_and_failures() {
     std::os::unix::fs::symlink(out.join("data/seed-0/eval.parquet"), extra.join("eval-0.parquet")).unwrap();
     let args = sweep_args(&out, &extra);
     let first = longrl_sweep::run(&args, &inputs).unwrap();
+    for t in &first.summary.wall_times {
+        eprintln!("sweep cell: variant {} seed {}: {:.1} s", t.variant, t.seed, t.wall_s);
+    }
 
     // The failed run: reported with its reason, counted nowhere.
     assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
@@ -139,6 +142,7 @@ fn sweep_tables_resume_and_failures() {
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(&first.results_json).unwrap()).unwrap();
     assert!(summary["failed"][0]["error"].as_str().unwrap().contains("eval-1.parquet"), "{}", summary["failed"]);
     let markdown = std::fs::read_to_string(&first.results_md).unwrap();
+    eprintln!("{markdown}");
     assert!(markdown.contains("## Failed runs (left out of every number above)"), "{markdown}");
     assert!(markdown.contains("## Variant `flaky`: 1 of 2 seeds finished"), "{markdown}");
 
