@@ -2,8 +2,6 @@
 //! (`eval/stages.jsonl`: per stage, accuracy overall, by length bucket and by kind) and the per-step
 //! metrics (`metrics.jsonl`), read with `longrl-report`'s run-directory reader.
 
-use std::collections::BTreeMap;
-
 pub use longrl_report::run_dir::{Cell as Accuracy, StageEval, StepRecord};
 
 use crate::plan::{Cell, Plan};

@@ -289,3 +289,77 @@ fn table(out: &mut String, rows: &[Row]) {
     }
     let _ = writeln!(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SweepArgs;
+    use crate::results::{Accuracy, RunResult, StageEval};
+
+    fn acc(accuracy: f64) -> Accuracy {
+        Accuracy { n: 10, accuracy, ci95: [0.0, 1.0] }
+    }
+
+    /// A run whose stages score `values` (overall = the one bucket `512`).
+    fn run(plan: &Plan, variant: &str, seed: u64, values: &[(&str, f64)]) -> RunResult {
+        let cell = plan.cells.iter().find(|c| c.variant == variant && c.seed == seed).unwrap().clone();
+        let stages = values
+            .iter()
+            .map(|(stage, a)| StageEval {
+                stage: stage.to_string(),
+                overall: acc(*a),
+                by_bucket: [("512".to_string(), acc(*a))].into(),
+                by_kind: BTreeMap::new(),
+            })
+            .collect();
+        RunResult { cell, stages, metrics: Vec::new(), wall_s: 1.0 }
+    }
+
+    #[test]
+    fn means_intervals_gains_and_paired_differences() {
+        let args = SweepArgs {
+            seeds: vec![0, 1, 2],
+            variants: vec!["phased".parse().unwrap(), "single:x=1".parse().unwrap()],
+            out: "/tmp/s".into(),
+            jobs: 1,
+            synth: None,
+            report_only: true,
+        };
+        let inputs = crate::Inputs { longrl: "longrl".into(), config: None, overrides: vec![] };
+        let plan = Plan::new(&args, &inputs).unwrap();
+        let collected = Collected {
+            runs: vec![
+                run(&plan, "phased", 0, &[("sft", 0.0), ("short", 0.1), ("long", 0.3)]),
+                run(&plan, "phased", 1, &[("sft", 0.1), ("short", 0.1), ("long", 0.2)]),
+                run(&plan, "phased", 2, &[("sft", 0.0), ("short", 0.0), ("long", 0.4)]),
+                run(&plan, "single", 0, &[("sft", 0.0), ("all", 0.1)]),
+                run(&plan, "single", 2, &[("sft", 0.0), ("all", 0.2)]),
+            ],
+            failed: vec![],
+            missing: vec![plan.cells[4].clone()],
+        };
+        let s = Summary::build(&plan, &collected);
+        let phased = &s.variants[0];
+        let long = phased.rows.iter().find(|r| r.stage == "long" && r.slice == "bucket=512").unwrap();
+        assert!((long.estimate.mean - 30.0).abs() < 1e-9);
+        // 30, 20, 40: s = 10, half = 4.303 * 10 / sqrt(3).
+        let [lo, hi] = long.estimate.ci95.unwrap();
+        assert!((hi - lo - 2.0 * 4.3027 * 10.0 / 3f64.sqrt()).abs() < 1e-2, "{lo} {hi}");
+        assert_eq!(long.per_seed, [(0, 30.0), (1, 20.0), (2, 40.0)].into());
+        let gain = phased.gain_over_sft.iter().find(|r| r.slice == "all").unwrap();
+        assert_eq!(gain.per_seed, [(0, 30.0), (1, 10.0), (2, 40.0)].into());
+        // `single` has seeds 0 and 2; its phases are named differently, so only `sft` and `final` pair.
+        let paired = &s.paired[0];
+        assert_eq!(paired.seeds, vec![0, 2]);
+        let stages: BTreeSet<&str> = paired.rows.iter().map(|r| r.stage.as_str()).collect();
+        assert_eq!(stages, ["final", "sft"].into());
+        let last = paired.rows.iter().find(|r| r.stage == FINAL && r.slice == "all").unwrap();
+        assert_eq!(last.per_seed, [(0, 10.0 - 30.0), (2, 20.0 - 40.0)].into());
+        assert!((last.estimate.mean + 20.0).abs() < 1e-9);
+        assert_eq!(s.missing, vec!["single seed 1".to_string()]);
+        let md = s.to_markdown();
+        assert!(md.contains("## Variant `single`: 2 of 3 seeds finished"), "{md}");
+        assert!(md.contains("| long | bucket=512 | 30.0 | [5.2, 54.8] | s0: 30.0, s1: 20.0, s2: 40.0 |"), "{md}");
+        assert!(md.contains("## `single` minus `phased`, paired on seeds 0, 2 (points)"), "{md}");
+    }
+}
