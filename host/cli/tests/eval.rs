@@ -31,7 +31,7 @@ fn rule_rewards(plugins: &PluginSet) -> RewardSet {
 fn longbench_dir() -> PathBuf {
     let dir = match std::env::var_os("LONGBENCH_ROWS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/longbench"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/longbench"),
     };
     assert!(dir.is_dir(), "{} is missing (set LONGBENCH_ROWS_DIR to the LongBench rows)", dir.display());
     dir
