@@ -157,10 +157,10 @@ fn train_args(data: &Path, run_dir: &Path, resume: bool) -> Vec<String> {
         "sft.batch_size=4".into(),
         "sft.micro_batch_size=4".into(),
         "sft.warmup_steps=1".into(),
-        "algorithm.config.mini_batch_prompts=2".into(),
+        "train.mini_batch_prompts=2".into(),
         "algorithm.config.overlong_buffer=4".into(),
         // An untrained model scores 0 on every rollout: dynamic sampling would find no group to keep.
-        "algorithm.config.dynamic_sampling=false".into(),
+        "train.dynamic_sampling=false".into(),
         "sampler.name=\"retrospective\"".into(),
         "train.enabled=true".into(),
         "train.batch_prompts=2".into(),

@@ -20,6 +20,11 @@ pub use train::*;
 /// Environment variables with the `LONGRL_` prefix that are not config keys.
 const NON_CONFIG_ENV: &[&str] = &["PLUGIN_PATH", "LOG"];
 
+/// Keys of the batch schedule the host executes, which algorithm tables held before they moved to
+/// `[train]`: an algorithm table naming one is refused with where it went.
+const MOVED_TO_TRAIN: &[&str] =
+    &["mini_batch_prompts", "epochs", "dynamic_sampling", "max_gen_batches", "mask_truncated"];
+
 /// One component: which one (`name`) and its own config table, passed to it as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +161,17 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.reward.components.is_empty() {
             anyhow::bail!("config key `reward.components`: at least one reward is needed");
+        }
+        if let Some(table) = self.algorithm.config.as_object() {
+            let moved: Vec<&str> = MOVED_TO_TRAIN.iter().copied().filter(|key| table.contains_key(*key)).collect();
+            if !moved.is_empty() {
+                let keys = |prefix: &str| moved.iter().map(|k| format!("`{prefix}{k}`")).collect::<Vec<_>>().join(", ");
+                anyhow::bail!(
+                    "config key(s) {}: the batch schedule moved to `[train]`: set {} instead",
+                    keys("algorithm.config."),
+                    keys("train.")
+                );
+            }
         }
         Ok(())
     }

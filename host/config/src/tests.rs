@@ -126,3 +126,31 @@ fn optimizer_keys_are_flat_in_both_sections() {
         "{err}"
     );
 }
+
+#[test]
+fn batch_schedule_keys_in_the_algorithm_table_say_where_they_moved() {
+    let file =
+        write_toml("[algorithm]\nname = \"grpo\"\n[algorithm.config]\nclip_high = 0.28\nmini_batch_prompts = 4\n");
+    let error = load(Some(file.path()), &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("`algorithm.config.mini_batch_prompts`") && error.contains("`train.mini_batch_prompts`"),
+        "{error}"
+    );
+    let error =
+        load(None, &["algorithm.config.dynamic_sampling=false", "algorithm.config.epochs=2"]).unwrap_err().to_string();
+    assert!(
+        error.contains("`train.dynamic_sampling`, `train.epochs`")
+            || error.contains("`train.epochs`, `train.dynamic_sampling`"),
+        "{error}"
+    );
+    // In `[train]` they are keys like any other.
+    let config =
+        load(None, &["train.mini_batch_prompts=4", "train.dynamic_sampling=false", "train.mask_truncated=true"])
+            .unwrap();
+    assert_eq!(
+        (config.train.mini_batch_prompts, config.train.dynamic_sampling, config.train.mask_truncated),
+        (4, false, true)
+    );
+    let bad = TrainConfig { max_gen_batches: 0, ..TrainConfig::default() };
+    assert!(bad.validate(&SftConfig::default()).unwrap_err().to_string().contains("train.max_gen_batches"));
+}

@@ -8,13 +8,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use longrl_core::api::{GenerationParams, Policy, RewardInput};
+use longrl_core::api::{GenerationParams, Policy};
 use serde::{Deserialize, Serialize};
 
-use longrl_data::Example;
-use longrl_data::prompt::prompt_text;
-use longrl_data::truncate::truncate_middle;
-use longrl_rollout::RewardSet;
+use longrl_data::{Example, prompt};
+use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, roll_out};
 
 use crate::stats::{difference_interval, paired_difference_interval, wilson_interval};
 
@@ -62,10 +60,13 @@ pub struct StageEval {
 #[derive(Debug, Clone)]
 pub struct StageEvalSpec {
     pub generation: GenerationParams,
+    /// User messages longer than this many tokens keep their first and last halves (0: no limit).
     pub max_input_tokens: usize,
     pub batch_prompts: usize,
     /// A sample scoring at least this counts as correct.
     pub correct_at: f32,
+    /// The policy's component name (named in errors).
+    pub policy: String,
 }
 
 fn label(example: &Example, key: &str) -> String {
@@ -84,44 +85,30 @@ pub fn evaluate_examples(
     spec: &StageEvalSpec,
     stage: &str,
 ) -> anyhow::Result<StageEval> {
-    let samples = spec.generation.n.max(1) as usize;
+    let budget = (spec.max_input_tokens > 0).then_some(spec.max_input_tokens);
     let mut per_question = Vec::with_capacity(examples.len());
-    for (c, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {
-        let mut texts = Vec::new();
-        let mut prompts = Vec::new();
-        for ex in chunk {
-            let text = prompt_text(policy, &ex.prompt).with_context(|| format!("eval example `{}`", ex.id))?;
-            let ids = policy.tokenize(&text, false)?;
-            prompts.push(if spec.max_input_tokens > 0 { truncate_middle(&ids, spec.max_input_tokens) } else { ids });
-            texts.push(text);
-        }
-        let mut params = spec.generation.clone();
-        params.seed = spec.generation.seed.wrapping_add(c as u64);
-        let out = policy.generate(&prompts, &params)?;
-        let inputs: Vec<RewardInput> = out
-            .generations
+    for (call, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {
+        let built = chunk
             .iter()
-            .enumerate()
-            .map(|(k, g)| {
-                let ex = &chunk[k / samples];
-                RewardInput {
-                    response: g.text.trim().to_string(),
-                    ground_truth: ex.ground_truth.clone(),
-                    data_source: ex.data_source.clone(),
-                    prompt: texts[k / samples].clone(),
-                    question: ex.question.clone(),
-                }
-            })
-            .collect();
-        let scores = rewards.score(&inputs)?;
-        for (i, ex) in chunk.iter().enumerate() {
-            let s = &scores[i * samples..(i + 1) * samples];
-            let acc = s.iter().filter(|x| x.score >= spec.correct_at).count() as f64 / samples as f64;
+            .map(|ex| prompt::build(policy, &ex.prompt, budget).with_context(|| format!("eval example `{}`", ex.id)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let prompts: Vec<RolloutPrompt<'_>> =
+            chunk.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
+        let seed = spec.generation.seed.wrapping_add(call as u64);
+        let rollout = RolloutSpec {
+            params: GenerationParams { rollouts: spec.generation.rollouts.max(1), ..spec.generation.clone() },
+            batch_prompts: 0,
+            seed_of_call: &|_| seed,
+            strip_responses: true,
+        };
+        let rolled = roll_out(&mut LocalPolicy::new(policy, &spec.policy), rewards, &prompts, &rollout, &mut |_| {})?;
+        for (ex, group) in chunk.iter().zip(&rolled.groups) {
+            let correct = group.rollouts.iter().filter(|r| r.score.score >= spec.correct_at).count();
             per_question.push(QuestionScore {
                 id: ex.id.clone(),
                 bucket: label(ex, "bucket"),
                 kind: label(ex, "kind"),
-                score: acc,
+                score: correct as f64 / group.rollouts.len() as f64,
             });
         }
     }

@@ -223,7 +223,7 @@ impl Worker {
         let policy = &mut self.policy;
         // A policy that panics must not take the server down with it.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| policy.generate(&prompts, &params)));
-        let n = params.n as usize;
+        let n = params.rollouts as usize;
         match result {
             Ok(Ok(output)) if output.generations.len() == prompts.len() * n => {
                 let mut generations = output.generations.into_iter();
@@ -253,7 +253,7 @@ impl Worker {
 }
 
 fn job_size(job: &Job) -> usize {
-    job.prompts.len() * job.sampling.params.n.max(1) as usize
+    job.prompts.len() * job.sampling.params.rollouts.max(1) as usize
 }
 
 /// Jobs with equal sampling settings (seed included when given) share one `generate` call.

@@ -59,7 +59,7 @@ impl Policy for FakePolicy {
         let mut generations = Vec::new();
         for prompt in prompts {
             let last = *prompt.last().unwrap() as u8 as char;
-            for j in 0..params.n {
+            for j in 0..params.rollouts {
                 let full = format!("reply-{j}:{last} ").repeat(20);
                 let mut text: String = full.chars().take(params.max_new_tokens as usize).collect();
                 let mut finish = if text.len() < full.len() { FinishReason::Length } else { FinishReason::Stop };
@@ -193,7 +193,7 @@ async fn models_chat_and_completions_have_the_openai_shape() {
     // Sampling settings reach the policy.
     let calls = server.calls.lock().unwrap();
     assert_eq!(calls[0].1.temperature, 0.0);
-    assert_eq!(calls[0].1.n, 2);
+    assert_eq!(calls[0].1.rollouts, 2);
     assert_eq!(calls[1].1.stop, vec![":".to_string()]);
 }
 

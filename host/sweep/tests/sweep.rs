@@ -60,7 +60,7 @@ fn overrides() -> Vec<String> {
         "sft.batch_size=4",
         "sft.micro_batch_size=4",
         "sft.warmup_steps=1",
-        "algorithm.config.mini_batch_prompts=2",
+        "train.mini_batch_prompts=2",
         "algorithm.config.overlong_buffer=4",
         "train.batch_prompts=2",
         "train.rollouts=2",

@@ -16,4 +16,4 @@ mod state;
 mod trainer;
 
 pub use state::Counters;
-pub use trainer::{Components, EvalHook, Outcome, TrainOptions, Trainer};
+pub use trainer::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer};

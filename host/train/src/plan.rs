@@ -215,8 +215,8 @@ pub fn render(
             out,
             "  update: {} epoch(s) x mini-batches of {} prompts x micro-batches of {} sequences; lr {:e} ({:?}, warm-up {}), \
              weight decay {}, grad clip {}; reference policy: {}; dynamic sampling: {} (max {} generation rounds)",
-            settings.epochs,
-            settings.mini_batch_prompts,
+            t.epochs,
+            t.mini_batch_prompts,
             t.micro_batch_size,
             t.optim.lr,
             t.optim.schedule,
@@ -224,8 +224,8 @@ pub fn render(
             t.optim.weight_decay,
             t.optim.grad_clip,
             if settings.needs_reference { "yes" } else { "no" },
-            if settings.dynamic_sampling { "on" } else { "off" },
-            settings.max_gen_batches
+            if t.dynamic_sampling { "on" } else { "off" },
+            t.max_gen_batches
         );
         if t.max_steps > 0 {
             let _ = writeln!(out, "  capped at {} RL steps (train.max_steps)", t.max_steps);

@@ -26,6 +26,24 @@ pub struct Components {
     pub curriculum: Box<dyn Curriculum>,
     pub sampler: Box<dyn Sampler>,
     pub rewards: RewardSet,
+    pub names: ComponentNames,
+}
+
+/// The components' names (the config's `name` keys), so that an error names the plugin at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentNames {
+    pub policy: String,
+    pub algorithm: String,
+    pub curriculum: String,
+    pub sampler: String,
+}
+
+impl Default for ComponentNames {
+    /// For components made in-process (tests), which have no plugin name.
+    fn default() -> Self {
+        let unnamed = || "in-process".to_string();
+        ComponentNames { policy: unnamed(), algorithm: unnamed(), curriculum: unnamed(), sampler: unnamed() }
+    }
 }
 
 pub struct TrainOptions {
@@ -295,6 +313,36 @@ impl<'a> Trainer<'a> {
         self.c.sampler.begin_phase(phase, &pool)?;
         self.counters.phase = phase;
         self.counters.phase_steps = 0;
+        Ok(())
+    }
+
+    /// The sampler's draw, checked: as many indices as asked for, each an example of the current
+    /// phase's pool or of an earlier phase's (samplers may carry examples over, never forward).
+    pub(super) fn check_drawn(&self, indices: &[u32], wanted: usize) -> anyhow::Result<()> {
+        let sampler = &self.c.names.sampler;
+        if indices.len() != wanted {
+            anyhow::bail!("sampler `{sampler}` returned {} indices for a batch of {wanted} prompts", indices.len());
+        }
+        let data = self.rl_data.as_ref().expect("RL data is prepared when RL is enabled");
+        let phase = self.counters.phase;
+        for &index in indices {
+            let Some(tokens) = data.admitted_tokens(index) else {
+                anyhow::bail!(
+                    "sampler `{sampler}` returned index {index}, which is no example of any phase's pool \
+                     (the data set has {} examples, {} left out as over-long)",
+                    data.examples.len(),
+                    data.skipped_count
+                );
+            };
+            if !self.phases[..=phase].iter().any(|spec| spec.admits(tokens)) {
+                anyhow::bail!(
+                    "sampler `{sampler}` returned index {index} (example `{}`, {tokens} prompt tokens), which is in \
+                     the pool of neither phase {phase} (`{}`) nor an earlier phase",
+                    data.examples[index as usize].id,
+                    self.phases[phase].name
+                );
+            }
+        }
         Ok(())
     }
 

@@ -55,11 +55,6 @@ pub struct GrpoConfig {
     pub kl_estimator: KlEstimator,
     pub entropy_coef: f64,
     pub log_entropy: bool,
-    pub epochs: u32,
-    pub mini_batch_prompts: u32,
-    pub dynamic_sampling: bool,
-    pub max_gen_batches: u32,
-    pub mask_truncated: bool,
     pub overlong_buffer: u32,
     pub overlong_factor: f64,
 }
@@ -79,11 +74,6 @@ impl Default for GrpoConfig {
             kl_estimator: KlEstimator::K3,
             entropy_coef: 0.0,
             log_entropy: true,
-            epochs: 1,
-            mini_batch_prompts: 32,
-            dynamic_sampling: true,
-            max_gen_batches: 10,
-            mask_truncated: false,
             overlong_buffer: 0,
             overlong_factor: 1.0,
         }
@@ -121,14 +111,6 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
          QwenLong-L1 runs was 0.001 (their recipe inherits it: set 0.001 to reproduce)",
     ),
     ("log_entropy", "ask the trainer for per-token entropy to log it even when entropy_coef is 0"),
-    ("epochs", "passes over each rollout batch (ppo_epochs)"),
-    ("mini_batch_prompts", "prompts (groups) per optimizer step (recipe: 32)"),
-    ("dynamic_sampling", "DAPO: drop groups whose rewards are all equal and generate more prompts"),
-    (
-        "max_gen_batches",
-        "generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error",
-    ),
-    ("mask_truncated", "leave responses cut at the length limit out of the loss"),
     ("overlong_buffer", "DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off"),
     ("overlong_factor", "penalty at the length limit; grows linearly over the buffer (recipe: 1.0)"),
 ];
@@ -181,15 +163,6 @@ impl GrpoConfig {
         }
         if self.overlong_factor < 0.0 {
             return bad("overlong_factor", format!("must be >= 0, got {}", self.overlong_factor));
-        }
-        for (key, v) in [
-            ("epochs", self.epochs),
-            ("mini_batch_prompts", self.mini_batch_prompts),
-            ("max_gen_batches", self.max_gen_batches),
-        ] {
-            if v == 0 {
-                return bad(key, "must be at least 1".into());
-            }
         }
         Ok(())
     }

@@ -52,8 +52,8 @@ pub fn generate(
     params: &GenerationParams,
     default_prefill_chunk: u32,
 ) -> Result<GenerateOutput> {
-    if params.n == 0 {
-        return Err(Error::msg("generate: `n` must be at least 1"));
+    if params.rollouts == 0 {
+        return Err(Error::msg("generate: `rollouts` must be at least 1"));
     }
     if !(params.temperature >= 0.0) || !(params.top_p > 0.0 && params.top_p <= 1.0) {
         return Err(Error::msg(format!(
@@ -79,7 +79,7 @@ pub fn generate(
     let _guard = tch::no_grad_guard();
     let device = model.device;
     let sampler = Sampler { temperature: params.temperature, top_k: params.top_k, top_p: params.top_p };
-    let seqs: Vec<&Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p, params.n as usize)).collect();
+    let seqs: Vec<&Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p, params.rollouts as usize)).collect();
     let s = seqs.len() as i64;
     let l = seqs.iter().map(|p| p.len()).max().unwrap_or(0) as i64;
     let max_new = params.max_new_tokens as i64;

@@ -353,7 +353,7 @@ fn sampling_is_seeded_and_stops_where_asked() {
         top_p: 0.9,
         top_k: 50,
         seed: 3,
-        n: 3,
+        rollouts: 3,
         ..Default::default()
     };
     let a = policy.generate(&prompts[1..3], &params).unwrap();
