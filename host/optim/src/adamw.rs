@@ -108,6 +108,8 @@ pub struct AdamW {
     skipped: u64,
     consecutive_skipped: u32,
     pending: Option<Pending>,
+    /// Whether parameters without a gradient were reported already (once per optimizer).
+    reported_missing: bool,
 }
 
 fn needs_master(kind: Kind) -> anyhow::Result<bool> {
@@ -129,6 +131,13 @@ impl GroupState {
         let (kind, device) = (first.kind(), first.device());
         let master = needs_master(kind).with_context(|| format!("{}, parameter `{first_name}`", what()))?;
         for (n, p) in &params {
+            if !(p.requires_grad() && p.f_is_leaf()?) {
+                anyhow::bail!(
+                    "{}: `{n}` is not a leaf tensor that requires grad, so backward never fills its gradient \
+                     (pass the model's trainable parameters themselves)",
+                    what()
+                );
+            }
             if (p.kind(), p.device()) != (kind, device) {
                 anyhow::bail!(
                     "{}: `{n}` is {:?} on {:?} but `{first_name}` is {kind:?} on {device:?}; a group holds one \
@@ -233,7 +242,15 @@ impl AdamW {
             }
         }
         let groups = groups.into_iter().map(GroupState::new).collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(AdamW { groups, config: config.clone(), step: 0, skipped: 0, consecutive_skipped: 0, pending: None })
+        Ok(AdamW {
+            groups,
+            config: config.clone(),
+            step: 0,
+            skipped: 0,
+            consecutive_skipped: 0,
+            pending: None,
+            reported_missing: false,
+        })
     }
 
     /// Optimizer steps applied (bias correction uses it); skipped steps do not count.
@@ -281,30 +298,37 @@ impl AdamW {
         if self.pending.is_none() {
             let _guard = tch::no_grad_guard();
             let (mut dst, mut src) = (Vec::new(), Vec::new());
-            let mut direct_grads = Vec::new();
+            let (mut direct_grads, mut missing) = (Vec::new(), Vec::new());
             for g in &self.groups {
-                match &g.master {
-                    Some(m) => {
-                        for (view, p) in m.grad_views.iter().zip(&g.params) {
-                            let grad = p.grad();
-                            if grad.defined() {
-                                dst.push(view);
-                                src.push(grad);
-                            } else {
-                                let _ = view.shallow_clone().f_zero_()?;
-                            }
-                        }
+                let mut direct = Vec::new();
+                for (i, p) in g.params.iter().enumerate() {
+                    let grad = p.grad();
+                    if !grad.defined() {
+                        missing.push(g.layout.names()[i].as_str());
                     }
-                    None => direct_grads.push(
-                        g.params
-                            .iter()
-                            .map(|p| {
-                                let grad = p.grad();
-                                if grad.defined() { Ok(grad) } else { Ok(p.f_zeros_like()?) }
-                            })
-                            .collect::<anyhow::Result<Vec<_>>>()?,
-                    ),
+                    match (&g.master, grad.defined()) {
+                        (Some(m), true) => {
+                            dst.push(&m.grad_views[i]);
+                            src.push(grad);
+                        }
+                        (Some(m), false) => {
+                            let _ = m.grad_views[i].shallow_clone().f_zero_()?;
+                        }
+                        (None, true) => direct.push(grad),
+                        (None, false) => direct.push(p.f_zeros_like()?),
+                    }
                 }
+                if g.master.is_none() {
+                    direct_grads.push(direct);
+                }
+            }
+            if !missing.is_empty() && !self.reported_missing {
+                tracing::warn!(
+                    count = missing.len(),
+                    first = %missing.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+                    "parameters without a gradient step with a zero gradient (reported once)"
+                );
+                self.reported_missing = true;
             }
             kernels::foreach_copy(&dst, &src.iter().collect::<Vec<_>>()).context("gathering gradients")?;
             self.pending = Some(Pending { direct_grads, norm: None });

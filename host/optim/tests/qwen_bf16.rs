@@ -12,10 +12,10 @@ use longrl_policy_qwen::logprobs::logprobs;
 use longrl_policy_qwen::model::{QwenModel, parameter_shapes};
 use tch::{Device, Kind, Tensor};
 
-const VOCAB: i64 = 128;
+const VOCAB: i64 = 64;
 
 fn config() -> QwenConfig {
-    QwenConfig::new_random(Arch::Qwen2, VOCAB, 64, 2, 4, 2, 128, 256, 10_000.0, false, None, None).unwrap()
+    QwenConfig::new_random(Arch::Qwen2, VOCAB, 32, 2, 4, 2, 64, 256, 10_000.0, false, None, None).unwrap()
 }
 
 /// HF's initialisation (normal(0, 0.02) matrices, unit norm weights, zero biases), rounded to
@@ -38,7 +38,8 @@ fn initial_weights() -> BTreeMap<String, Tensor> {
 }
 
 fn model(weights: &BTreeMap<String, Tensor>, kind: Kind) -> QwenModel {
-    let tensors = weights.iter().map(|(n, t)| (n.clone(), t.to_kind(kind))).collect();
+    // A copy: `to_kind` to the same dtype would alias the initial weights.
+    let tensors = weights.iter().map(|(n, t)| (n.clone(), t.to_kind(kind).copy())).collect();
     let model = QwenModel::from_tensors(config(), tensors, Device::Cpu, kind).unwrap();
     for (_, p) in model.parameters() {
         let _ = p.set_requires_grad(true);
@@ -46,18 +47,18 @@ fn model(weights: &BTreeMap<String, Tensor>, kind: Kind) -> QwenModel {
     model
 }
 
-/// Four batches of four sequences whose responses follow a rule (next = 5 prev + 3 mod V), so
+/// Four batches of two sequences whose responses follow a rule (next = 5 prev + 3 mod V), so
 /// the gradients of successive steps agree as in real fine-tuning.
 fn batches() -> Vec<Vec<Sequence>> {
     (0..4u32)
         .map(|b| {
-            (0..4u32)
+            (0..2u32)
                 .map(|r| {
                     let mut ids = vec![(b * 31 + r * 17 + 1) % VOCAB as u32];
-                    for _ in 1..32 {
+                    for _ in 1..24 {
                         ids.push((ids.last().unwrap() * 5 + 3) % VOCAB as u32);
                     }
-                    Sequence { prompt: ids[..8].to_vec(), response: ids[8..].to_vec() }
+                    Sequence { prompt: ids[..4].to_vec(), response: ids[4..].to_vec() }
                 })
                 .collect()
         })
@@ -77,11 +78,18 @@ const LR: f64 = 1e-5;
 const STEPS: usize = 100;
 const CLIP: f64 = 1.0;
 
+/// The model's parameters as the optimizer takes them (sharing storage and gradients).
+fn params(model: &QwenModel) -> Vec<(String, Tensor)> {
+    model.parameters().iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect()
+}
+
 fn optim_config() -> AdamWConfig {
     AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() }
 }
 
 fn train(model: &QwenModel, opt: &mut AdamW, steps: std::ops::Range<usize>) {
+    // A model this small runs fastest on one thread (two threads on a busy CI machine: 10x slower).
+    tch::set_num_threads(1);
     let batches = batches();
     for s in steps {
         opt.zero_grad().unwrap();
@@ -94,6 +102,7 @@ fn train(model: &QwenModel, opt: &mut AdamW, steps: std::ops::Range<usize>) {
 /// The previous optimizer of `host/src/train/optim.rs` (float32 moments, the update computed in
 /// float32 and written straight into the bfloat16 weights), transcribed as the control.
 fn train_direct(model: &QwenModel, steps: usize) {
+    tch::set_num_threads(1);
     let params = model.parameters();
     let c = optim_config();
     let mut moments: Vec<(Tensor, Tensor)> = params
@@ -150,16 +159,17 @@ fn tracks(cos_ratio: (f64, f64)) -> bool {
 
 #[test]
 fn bfloat16_with_master_weights_tracks_float32() {
+    let start = std::time::Instant::now();
     let initial = initial_weights();
     let named = |m: &QwenModel| m.parameters().iter().map(|(n, p)| (n.clone(), p.detach())).collect::<Vec<_>>();
 
     let fp32 = model(&initial, Kind::Float);
-    let mut opt = AdamW::new(fp32.parameters().to_vec(), &optim_config()).unwrap();
+    let mut opt = AdamW::new(params(&fp32), &optim_config()).unwrap();
     train(&fp32, &mut opt, 0..STEPS);
     let reference = update(named(&fp32).into_iter(), &initial);
 
     let bf16 = model(&initial, Kind::BFloat16);
-    let mut opt = AdamW::new(bf16.parameters().to_vec(), &optim_config()).unwrap();
+    let mut opt = AdamW::new(params(&bf16), &optim_config()).unwrap();
     train(&bf16, &mut opt, 0..STEPS);
     let masters = named(&bf16).into_iter().map(|(n, _)| (n.clone(), opt.master(&n).unwrap()));
     let master = compare(&update(masters, &initial), &reference);
@@ -169,6 +179,7 @@ fn bfloat16_with_master_weights_tracks_float32() {
     train_direct(&direct, STEPS);
     let control = compare(&update(named(&direct).into_iter(), &initial), &reference);
 
+    println!("({:.1} s)", start.elapsed().as_secs_f64());
     println!("{STEPS} steps at lr {LR}, update against float32's: (cosine, norm ratio)");
     println!("  bfloat16 + float32 master, master weights:  ({:.4}, {:.4})", master.0, master.1);
     println!("  bfloat16 + float32 master, bf16 weights:    ({:.4}, {:.4})", weights.0, weights.1);
@@ -185,11 +196,11 @@ fn bfloat16_resume_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let initial = initial_weights();
     let straight = model(&initial, Kind::BFloat16);
-    let mut opt = AdamW::new(straight.parameters().to_vec(), &optim_config()).unwrap();
+    let mut opt = AdamW::new(params(&straight), &optim_config()).unwrap();
     train(&straight, &mut opt, 0..8);
 
     let first = model(&initial, Kind::BFloat16);
-    let mut opt1 = AdamW::new(first.parameters().to_vec(), &optim_config()).unwrap();
+    let mut opt1 = AdamW::new(params(&first), &optim_config()).unwrap();
     train(&first, &mut opt1, 0..4);
     let weights_path = dir.path().join("model.safetensors");
     Tensor::write_safetensors(first.parameters(), &weights_path).unwrap();
@@ -198,7 +209,7 @@ fn bfloat16_resume_is_exact() {
 
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path).unwrap().into_iter().collect();
     let resumed = model(&saved, Kind::BFloat16);
-    let mut opt2 = AdamW::new(resumed.parameters().to_vec(), &optim_config()).unwrap();
+    let mut opt2 = AdamW::new(params(&resumed), &optim_config()).unwrap();
     opt2.load(&dir.path().join("optimizer.safetensors"), 4).unwrap();
     train(&resumed, &mut opt2, 4..8);
 

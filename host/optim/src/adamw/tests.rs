@@ -218,6 +218,7 @@ fn mixed_dtypes_are_split_into_groups_and_bad_groups_rejected() {
     let a = param(&[1.0, 2.0], Kind::BFloat16);
     let b = param(&[1.0], Kind::Float);
     let c = Tensor::zeros([2, 2], (Kind::BFloat16, Device::Cpu)).set_requires_grad(true);
+    let not_leaf = &c * 2.0;
     let mut cfg = config(0.1);
     cfg.no_decay_for_vectors = true;
     let opt = AdamW::new(vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone()), ("c".into(), c)], &cfg)
@@ -251,6 +252,10 @@ fn mixed_dtypes_are_split_into_groups_and_bad_groups_rejected() {
     let ints = Tensor::zeros([2], (Kind::Int64, Device::Cpu));
     let err = format!("{:#}", AdamW::new(vec![("i".into(), ints)], &cfg).err().unwrap());
     assert!(err.contains("group `no_decay`, parameter `i`: dtype Int64 is not supported"), "{err}");
+    let err = AdamW::new(vec![("x".into(), not_leaf)], &cfg).err().unwrap().to_string();
+    assert!(err.contains("`x` is not a leaf tensor that requires grad"), "{err}");
+    let frozen = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+    assert!(AdamW::new(vec![("f".into(), frozen)], &cfg).is_err());
 }
 
 /// Save after 3 steps, load into a fresh optimizer over parameters restored from the saved

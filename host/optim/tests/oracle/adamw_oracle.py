@@ -1,6 +1,7 @@
 """torch.optim.AdamW + clip_grad_norm_ as the oracle of longrl-optim's AdamW.
 
-Usage: adamw_oracle.py CASE.json OUT.json. CASE: {"groups": [{"lr_scale", "weight_decay", "params":
+Usage: adamw_oracle.py CASES.json OUT.json (a list of cases in, a list of results out; one process
+for all, since importing torch is the slow part). CASE: {"groups": [{"lr_scale", "weight_decay", "params":
 {name: initial float list}}], "betas", "eps", "lr", "max_norm", "grads": [per step {name: float
 list}]}. Every parameter is float32 (the master weights' arithmetic); the single-tensor
 implementation (`foreach=False, fused=False`) is the reference formula. OUT: {"params": {name:
@@ -13,8 +14,7 @@ import sys
 import torch
 
 
-def main(case_path, out_path):
-    case = json.load(open(case_path))
+def run(case):
     params, groups = {}, []
     for g in case["groups"]:
         tensors = []
@@ -30,9 +30,9 @@ def main(case_path, out_path):
         norm = torch.nn.utils.clip_grad_norm_(list(params.values()), case["max_norm"], foreach=False)
         norms.append(norm.item())
         opt.step()
-    out = {"params": {n: p.detach().tolist() for n, p in params.items()}, "norms": norms}
-    json.dump(out, open(out_path, "w"))
+    return {"params": {n: p.detach().flatten().tolist() for n, p in params.items()}, "norms": norms}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    cases = json.load(open(sys.argv[1]))
+    json.dump([run(case) for case in cases], open(sys.argv[2], "w"))
