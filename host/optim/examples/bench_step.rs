@@ -1,10 +1,12 @@
-//! The cost of float32 master weights: one SFT/RL-like training step (log-probs forward and
-//! backward on a batch, clip, AdamW) of the 50M Qwen2 benchmark shape (12 layers, hidden 512,
-//! 8 heads / 2 KV heads, intermediate 1408, vocab 32000, tied), in float32 and in bfloat16 with
-//! master weights, each in its own process (so peak resident memory is that run's own).
+//! The cost of float32 master weights on the 50M Qwen2 benchmark shape (12 layers, hidden 512,
+//! 8 heads / 2 KV heads, intermediate 1408, vocab 32000, tied), float32 against bfloat16 with
+//! master weights, each in its own process (so peak resident memory is that run's own): the
+//! optimizer alone (clip + AdamW step) and a whole SFT/RL-like step (log-probs forward and
+//! backward, clip, step; the first of `--steps` is an untimed warm-up).
 //!
 //! ```sh
-//! cargo run --release -p longrl-optim --example bench_step -- [--tokens 512] [--batch 4] [--steps 4] [--threads 2]
+//! cargo run --release -p longrl-optim --example bench_step -- \
+//!     [--tokens 256] [--batch 1] [--steps 2] [--optim-iters 10] [--threads 2]
 //! ```
 //! prints one JSON line per dtype and a table; `--dtype float32|bfloat16` runs one side only.
 
@@ -33,11 +35,12 @@ struct Args {
     tokens: usize,
     batch: usize,
     steps: usize,
+    optim_iters: usize,
     threads: i32,
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut a = Args { dtype: None, tokens: 512, batch: 4, steps: 4, threads: 2 };
+    let mut a = Args { dtype: None, tokens: 256, batch: 1, steps: 2, optim_iters: 10, threads: 2 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, Error> {
             "--tokens" => a.tokens = value()?.parse()?,
             "--batch" => a.batch = value()?.parse()?,
             "--steps" => a.steps = value()?.parse()?,
+            "--optim-iters" => a.optim_iters = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -72,7 +76,8 @@ fn model(kind: Kind) -> Result<QwenModel, Error> {
     Ok(model)
 }
 
-/// One process, one dtype: JSON with the median step, forward+backward and optimizer times.
+/// One process, one dtype: the optimizer alone (clip + step on synthetic gradients, median of
+/// `optim_iters`), then full steps (log-probs forward and backward, clip, step; the first untimed).
 fn run(dtype: &str, a: &Args) -> Result<Value, Error> {
     let kind = match dtype {
         "float32" => Kind::Float,
@@ -81,7 +86,31 @@ fn run(dtype: &str, a: &Args) -> Result<Value, Error> {
     };
     tch::set_num_threads(a.threads);
     let model = model(kind)?;
-    let mut opt = AdamW::new(model.parameters().to_vec(), &AdamWConfig::default())?;
+    let params: Vec<(String, Tensor)> =
+        model.parameters().iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect();
+    let mut opt =
+        AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), &AdamWConfig::default())?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+
+    // Gradients from one backward of a cheap loss, then only the optimizer is timed.
+    let mut loss = Tensor::f_zeros([], (Kind::Float, Device::Cpu))?;
+    for (_, p) in &params {
+        loss = loss.f_add(&p.f_to_kind(Kind::Float)?.f_sin()?.f_sum(Kind::Float)?)?;
+    }
+    loss.f_backward()?;
+    let mut optim_only = Vec::new();
+    for i in 0..=a.optim_iters {
+        let start = Instant::now();
+        opt.clip_grad_norm(1.0)?;
+        opt.step(1e-5)?;
+        if i > 0 {
+            optim_only.push(start.elapsed().as_secs_f64());
+        }
+    }
+
     let batch: Vec<Sequence> = (0..a.batch as u64)
         .map(|r| {
             let ids: Vec<u32> = (0..a.tokens as u64).map(|i| ((i * 2_654_435_761 + r * 97) % 32000) as u32).collect();
@@ -89,9 +118,8 @@ fn run(dtype: &str, a: &Args) -> Result<Value, Error> {
         })
         .collect();
     let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: 1024, temperature: 1.0 };
-    let (mut step_s, mut fwd_bwd_s, mut optim_s) = (Vec::new(), Vec::new(), Vec::new());
-    // One untimed warm-up step (allocations, oneDNN primitive caches).
-    for i in 0..=a.steps {
+    let (mut step_s, mut fwd_bwd_s) = (Vec::new(), Vec::new());
+    for i in 0..a.steps {
         let start = Instant::now();
         opt.zero_grad()?;
         let out = logprobs(&model, &batch, &options, 1024)?;
@@ -101,26 +129,21 @@ fn run(dtype: &str, a: &Args) -> Result<Value, Error> {
         let mid = Instant::now();
         opt.clip_grad_norm(1.0)?;
         opt.step(1e-5)?;
-        let end = Instant::now();
-        if i > 0 {
-            step_s.push((end - start).as_secs_f64());
+        if i > 0 || a.steps == 1 {
+            step_s.push(start.elapsed().as_secs_f64());
             fwd_bwd_s.push((mid - start).as_secs_f64());
-            optim_s.push((end - mid).as_secs_f64());
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let params: i64 = model.parameters().iter().map(|(_, p)| p.numel() as i64).sum();
+    let n: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
     Ok(json!({
         "dtype": dtype,
-        "parameters": params,
+        "threads": a.threads,
+        "parameters": n,
+        "optimizer_s": median(optim_only),
         "tokens": a.tokens * a.batch,
-        "step_s": median(&mut step_s),
-        "forward_backward_s": median(&mut fwd_bwd_s),
-        "optimizer_s": median(&mut optim_s),
-        "weight_bytes": params * kind.elt_size_in_bytes() as i64,
+        "step_s": median(step_s),
+        "forward_backward_s": median(fwd_bwd_s),
+        "weight_bytes": n * kind.elt_size_in_bytes() as i64,
         "optimizer_state_bytes": opt.state_bytes(),
         "peak_rss_bytes": peak_rss_bytes(),
     }))
@@ -147,15 +170,15 @@ fn main() -> Result<(), Error> {
     let mib = |v: &Value| v.as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64;
     println!(
         "\n{:<22} {:>9} {:>12} {:>11} {:>11} {:>12} {:>12}",
-        "", "step s", "fwd+bwd s", "optim s", "weights MiB", "state MiB", "peak RSS MiB"
+        "", "optim s", "step s", "fwd+bwd s", "weights MiB", "state MiB", "peak RSS MiB"
     );
     for r in &rows {
         println!(
-            "{:<22} {:>9.3} {:>12.3} {:>11.4} {:>11.0} {:>12.0} {:>12.0}",
+            "{:<22} {:>9.4} {:>12.3} {:>11.3} {:>11.0} {:>12.0} {:>12.0}",
             if r["dtype"] == "float32" { "float32" } else { "bfloat16 + f32 master" },
+            r["optimizer_s"].as_f64().unwrap_or(f64::NAN),
             r["step_s"].as_f64().unwrap_or(f64::NAN),
             r["forward_backward_s"].as_f64().unwrap_or(f64::NAN),
-            r["optimizer_s"].as_f64().unwrap_or(f64::NAN),
             mib(&r["weight_bytes"]),
             mib(&r["optimizer_state_bytes"]),
             mib(&r["peak_rss_bytes"]),

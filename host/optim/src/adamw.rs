@@ -59,6 +59,15 @@ impl Default for AdamWConfig {
     }
 }
 
+/// Bytes of optimizer state per parameter element of dtype `kind`, for memory plans: float32
+/// moments (8), and for bfloat16/float16 also the float32 master weight and gradient copy (8).
+pub fn state_bytes_per_element(kind: Kind) -> u64 {
+    match kind {
+        Kind::BFloat16 | Kind::Half => 16,
+        _ => 8,
+    }
+}
+
 /// What [`AdamW::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -265,8 +274,7 @@ impl AdamW {
 
     /// Bytes of optimizer state: moments, master weights and float32 gradient copies.
     pub fn state_bytes(&self) -> u64 {
-        let per_element = |g: &GroupState| if g.master.is_some() { 16 } else { 8 };
-        self.groups.iter().map(|g| g.layout.numel() as u64 * per_element(g)).sum()
+        self.groups.iter().map(|g| g.layout.numel() as u64 * state_bytes_per_element(g.kind)).sum()
     }
 
     /// Each group's name and flat layout, in order.

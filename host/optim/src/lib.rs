@@ -14,5 +14,5 @@ mod groups;
 mod kernels;
 mod state_file;
 
-pub use adamw::{AdamW, AdamWConfig, StepOutcome};
+pub use adamw::{AdamW, AdamWConfig, StepOutcome, state_bytes_per_element};
 pub use groups::{GroupLayout, ParamGroup, Segment};

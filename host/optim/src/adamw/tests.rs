@@ -17,7 +17,7 @@ fn param(values: &[f32], kind: Kind) -> Tensor {
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.detach().to_kind(Kind::Double)).unwrap()
+    Vec::<f64>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Double)).unwrap()
 }
 
 /// Sets `p.grad` to exactly `g` (zeroing it first): the gradient of `sum(p * g)`.
@@ -342,4 +342,36 @@ fn reads_the_previous_moments_only_format() {
     opt.save(&saved).unwrap();
     let read: BTreeMap<String, Tensor> = Tensor::read_safetensors(&saved).unwrap().into_iter().collect();
     assert!(read["exp_avg.w"].equal(&m) && read["exp_avg_sq.w"].equal(&v));
+}
+
+/// The CUDA kernels (foreach copy/norm/mul, fused AdamW) give the CPU's result on a bfloat16 and
+/// a float32 group with clipping and a skipped step; skipped, visibly, without CUDA.
+#[test]
+fn cuda_matches_cpu() {
+    if !tch::Cuda::is_available() {
+        println!("SKIPPED cuda_matches_cpu: no CUDA device");
+        return;
+    }
+    let run = |device: Device| -> Vec<Vec<f64>> {
+        let a = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.02])
+            .to_kind(Kind::BFloat16)
+            .to_device(device)
+            .set_requires_grad(true);
+        let b = Tensor::from_slice(&[1.0f32, 0.25]).to_device(device).set_requires_grad(true);
+        let mut opt =
+            AdamW::new(vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], &config(0.1)).unwrap();
+        for s in 0..5 {
+            opt.zero_grad().unwrap();
+            let bad = if s == 2 { f64::NAN } else { 1.0 };
+            ((&a * &a).sum(Kind::Float) * (s as f64 + 1.0) * bad + (&b * &b * &b).sum(Kind::Float)).backward();
+            opt.clip_grad_norm(2.0).unwrap();
+            opt.step(1e-2).unwrap();
+        }
+        assert_eq!((opt.steps_taken(), opt.skipped_steps()), (4, 1));
+        ["a", "b"].iter().map(|n| values(&opt.master(n).unwrap())).collect()
+    };
+    let (cpu, cuda) = (run(Device::Cpu), run(Device::Cuda(0)));
+    for (c, g) in cpu.iter().zip(&cuda) {
+        close(g, c, 1e-6, "CUDA against CPU");
+    }
 }
