@@ -236,7 +236,7 @@ impl AdamW {
     /// Groups as given: each holds one dtype on one device; parameter and group names are unique.
     pub fn with_groups(groups: Vec<ParamGroup>, config: &AdamWConfig) -> anyhow::Result<AdamW> {
         let c = config;
-        if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) || !(c.eps > 0.0) {
+        if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) || c.eps.is_nan() || c.eps <= 0.0 {
             anyhow::bail!("AdamW: betas ({}, {}) must be in [0, 1) and eps ({}) > 0", c.beta1, c.beta2, c.eps);
         }
         let (mut group_names, mut param_names) = (BTreeSet::new(), BTreeSet::new());
@@ -500,7 +500,7 @@ impl AdamW {
     pub fn load(&mut self, path: &Path, steps_taken: u64) -> anyhow::Result<()> {
         let file = StateFile::open(path)?;
         let meta = file.metadata();
-        let legacy = meta.get("format").is_none() && file.names().iter().any(|n| n.starts_with("m."));
+        let legacy = !meta.contains_key("format") && file.names().iter().any(|n| n.starts_with("m."));
         let (prefixes, step) = if legacy {
             (["m", "v"], steps_taken)
         } else {
