@@ -130,6 +130,10 @@ fn main() -> Result<()> {
                 Err(_) => println!("(no report.md was written)"),
             }
             println!("run directory: {}", run_dir.display());
+            println!(
+                "These figures are one run of one seed; on a model this small RL varies from seed to seed. \
+                 docs/results.md has the recipe over several seeds (`longrl sweep`), with the command that makes them."
+            );
             Ok(())
         }
         Chore::Build { release } => {
