@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use longrl_metrics::{Record, mean_std};
 
+use crate::optim::StepOutcome;
 use crate::schedule::lr_at;
 use crate::seeds;
 use crate::trainer::{Outcome, Trainer};
@@ -365,7 +366,7 @@ impl Trainer<'_> {
         let groups_per_mini = self.opts.train.mini_batch_prompts.max(1) as usize;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut weights: BTreeMap<String, f64> = BTreeMap::new();
-        let (mut grad_norms, mut optimizer_steps, mut skipped) = (Vec::new(), 0u64, 0u64);
+        let (mut grad_norms, mut optimizer_steps, mut skipped, mut nonfinite) = (Vec::new(), 0u64, 0u64, 0u64);
         for _epoch in 0..self.opts.train.epochs.max(1) {
             for first_group in (0..group_sizes.len()).step_by(groups_per_mini) {
                 let last_group = (first_group + groups_per_mini).min(group_sizes.len());
@@ -423,9 +424,13 @@ impl Trainer<'_> {
                     *weights.entry(key).or_default() += 1.0;
                 }
                 let opt = self.optimizer.as_mut().expect("RL optimizer");
-                grad_norms.push(opt.clip_grad_norm(grad_clip)?);
-                opt.step(lr)?;
-                optimizer_steps += 1;
+                let grad_norm = opt.clip_grad_norm(grad_clip)?;
+                if opt.step(lr)? == StepOutcome::Applied {
+                    grad_norms.push(grad_norm);
+                    optimizer_steps += 1;
+                } else {
+                    nonfinite += 1;
+                }
             }
         }
         let mut out: BTreeMap<String, f64> = sums
@@ -435,6 +440,7 @@ impl Trainer<'_> {
         out.insert("actor/grad_norm".into(), mean_std(&grad_norms).0);
         out.insert("actor/optimizer_steps".into(), optimizer_steps as f64);
         out.insert("actor/skipped_mini_batches".into(), skipped as f64);
+        out.insert("actor/nonfinite_grad_skipped".into(), nonfinite as f64);
         Ok(out)
     }
 }

@@ -12,7 +12,7 @@ use longrl_metrics::{MetricsLog, Record};
 use longrl_rollout::RewardSet;
 
 use crate::checkpoint;
-use crate::optim::AdamW;
+use crate::optim::{self, AdamW};
 use crate::prompts::{RlPrompts, prepare_sft};
 use crate::state::Counters;
 
@@ -149,7 +149,7 @@ impl<'a> Trainer<'a> {
             counters = restore(dir, &mut c, &opts)?;
             if let Some(stage) = &counters.optimizer_stage {
                 let config = if stage == "sft" { &opts.sft.optim } else { &opts.train.optim };
-                let mut opt = AdamW::new(c.policy.parameters()?, config)?;
+                let mut opt = optim::adamw(c.policy.parameters()?, config)?;
                 opt.load(&dir.join("optimizer.safetensors"), counters.optimizer_steps)?;
                 optimizer = Some(opt);
             }
@@ -286,7 +286,7 @@ impl<'a> Trainer<'a> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&temp, &dir)?;
         }
-        self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.train.optim)?);
+        self.optimizer = Some(optim::adamw(self.c.policy.parameters()?, &self.opts.train.optim)?);
         self.counters.optimizer_stage = Some("rl".into());
         self.counters.optimizer_steps = 0;
         let phase = self.c.curriculum.current_phase();
