@@ -47,7 +47,7 @@ use serde_json::json;
 use crate::choice::ChoiceParser;
 use crate::docmath::{Checks, Value};
 pub use crate::docqa::Metric;
-pub use crate::routes::{RouteConfig, Router, Rule, default_routes};
+pub use crate::routes::{Route, RouteConfig, Router, Rule, default_routes};
 
 const COMPONENT: &str = "reward/rule";
 
@@ -127,7 +127,11 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
     ("metric", "doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`"),
     (
         "routes",
-        "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`; the first route matching a data source decides its rule; unknown sources are an error at start-up",
+        "ordered list of `{prefix = \"...\", rule = \"docqa|docmath|choice\"}` or `{pattern = \"regex\", rule = ...}`, \
+         each with an optional `lenient` overriding the reward's for its sources; the first route matching a data \
+         source decides its rule; unknown sources are an error at start-up. Default: the recipe's and the \
+         benchmarks' sources, and longrl's synthetic ones (`synth_choice` lenient: its prompt asks for \
+         \"Therefore, the answer is (X)\")",
     ),
     ("choice_letters", "option letters of multiple-choice questions (upper-case; the reference: ABCD)"),
     ("tolerance", "DocMath relative tolerance (the reference: 0.0015)"),
@@ -141,7 +145,8 @@ const CONFIG_DOCS: &[(&str, &str)] = &[
 pub struct RuleReward {
     config: RuleConfig,
     router: Router,
-    choice: ChoiceParser,
+    /// The official and the lenient multiple-choice patterns.
+    choice: [ChoiceParser; 2],
     require_think: bool,
     empty_matches: bool,
 }
@@ -173,8 +178,11 @@ impl RuleReward {
     pub fn new(config: RuleConfig) -> longrl_core::Result<Self> {
         let router = Router::new(&config.routes)
             .map_err(|(key, message)| longrl_core::Error::config(format!("{COMPONENT}: {key}"), message))?;
-        let choice = ChoiceParser::new(&config.choice_letters, config.lenient)
-            .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))?;
+        let parser = |lenient| {
+            ChoiceParser::new(&config.choice_letters, lenient)
+                .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))
+        };
+        let choice = [parser(false)?, parser(true)?];
         if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
             return Err(longrl_core::Error::config(format!("{COMPONENT}: tolerance"), "must be a number >= 0"));
         }
@@ -193,18 +201,20 @@ impl RuleReward {
 
     /// Score one response. Errors only for a data source no route matches.
     pub fn score_one(&self, input: &RewardInput) -> longrl_core::Result<RewardScore> {
-        let Some(rule) = self.router.rule(&input.data_source) else {
+        let Some(route) = self.router.route(&input.data_source) else {
             return Err(longrl_core::Error::msg(format!(
                 "{COMPONENT}: no route for data source `{}` (add one to `routes`)",
                 input.data_source
             )));
         };
+        let rule = route.rule;
+        let lenient = route.lenient.unwrap_or(self.config.lenient);
         let base = json!({
             "provenance": "rule",
             "data_source": input.data_source,
             "route": rule.as_str(),
             "protocol": self.config.protocol.as_str(),
-            "lenient": self.config.lenient,
+            "lenient": lenient,
         });
         let think = extract::after_think(&input.response);
         if think.is_none() && self.require_think {
@@ -216,14 +226,13 @@ impl RuleReward {
             (Protocol::Eval, _) => extract::eval_answer_text(&input.response),
         };
         Ok(match rule {
-            Rule::Docqa => self.docqa(answer, &input.ground_truth, base),
-            Rule::Docmath => self.docmath(answer, &input.ground_truth, base),
-            Rule::Choice => self.choice(answer, &input.ground_truth, base),
+            Rule::Docqa => self.docqa(answer, &input.ground_truth, lenient, base),
+            Rule::Docmath => self.docmath(answer, &input.ground_truth, lenient, base),
+            Rule::Choice => self.choice(answer, &input.ground_truth, lenient, base),
         })
     }
 
-    fn docqa(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
-        let lenient = self.config.lenient;
+    fn docqa(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
         // Evaluation compares with the row's answer as given; training reads a gold sentence too.
         let gold_raw = match self.config.protocol {
             Protocol::Train => docqa::extract_gold(ground_truth, lenient),
@@ -245,9 +254,9 @@ impl RuleReward {
         verdict(score as f32, &decided_by, base, fields)
     }
 
-    fn docmath(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
+    fn docmath(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
         let protocol = self.config.protocol;
-        let gold = if self.config.lenient {
+        let gold = if lenient {
             docmath::parse_gold(ground_truth)
         } else {
             // A gold the official regex cannot read (a list, a boolean) falls back to the lenient parser.
@@ -264,7 +273,7 @@ impl RuleReward {
                 json!({ "answer": answer, "ground_truth": ground_truth }),
             );
         };
-        let prediction = if self.config.lenient {
+        let prediction = if lenient {
             docmath::extract_prediction(answer)
         } else {
             docmath_official::capture(answer, protocol)
@@ -278,8 +287,9 @@ impl RuleReward {
         verdict(if matched { 1.0 } else { 0.0 }, &format!("docmath.{check}"), base, fields)
     }
 
-    fn choice(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
-        let Some(gold) = self.choice.gold(ground_truth) else {
+    fn choice(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
+        let parser = &self.choice[usize::from(lenient)];
+        let Some(gold) = parser.gold(ground_truth) else {
             tracing::warn!(ground_truth, "multiple-choice ground truth names no option letter; scoring 0");
             return verdict(
                 0.0,
@@ -288,7 +298,7 @@ impl RuleReward {
                 json!({ "answer": answer, "ground_truth": ground_truth }),
             );
         };
-        let Some(letter) = self.choice.extract(answer) else {
+        let Some(letter) = parser.extract(answer) else {
             return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold.to_string() }));
         };
         let fields = json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
@@ -778,6 +788,7 @@ mod tests {
         assert!(make(json!({"metric": "bleu"})).contains("bleu"));
         assert!(make(json!({"routes": [{"pattern": "(", "rule": "docqa"}]})).contains("routes[0]"));
         assert!(make(json!({"routes": [{"prefix": "a", "rule": "math"}]})).contains("math"));
+        assert!(make(json!({"routes": [{"prefix": "a", "rule": "choice", "lenient": 1}]})).contains("routes[0]"));
         assert!(make(json!({"choice_letters": "ab"})).contains("choice_letters"));
         assert!(make(json!({"tolerance": -1.0})).contains("tolerance"));
         assert!(make(json!({"protocol": "test"})).contains("test"));

@@ -237,16 +237,23 @@ fn choice_breakdowns() {
         },
         Case {
             name: "doc_qa_style_phrase_is_no_answer",
-            data_source: "synth_choice",
+            data_source: "long_toc_choices_0_20000",
             response: "<think>Only option C is stated.</think>Therefore, the answer is (C).",
             ground_truth: "C",
             expected: 0.0,
         },
         Case {
             name: "letter_followed_by_text_reads_as_that_letter",
-            data_source: "synth_choice",
+            data_source: "long_toc_choices_0_20000",
             response: "<think>...</think>The correct answer is Alice.",
             ground_truth: "A",
+            expected: 1.0,
+        },
+        Case {
+            name: "synthetic_route_reads_the_doc_qa_phrase",
+            data_source: "synth_choice",
+            response: "<think>Only option C is stated.</think>Therefore, the answer is (C).",
+            ground_truth: "C",
             expected: 1.0,
         },
     ];
