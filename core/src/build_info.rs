@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a trait or FFI type of [`crate::abi`] changes shape or meaning.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// The tch version the core is pinned to (`tidy` tests keep it equal to Cargo.lock's).
 pub const TCH_VERSION: &str = "0.26.0";
 /// The libtorch version found by `build.rs` when this crate was compiled.

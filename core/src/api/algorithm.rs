@@ -31,7 +31,8 @@ pub struct LossInputs {
 pub struct LossNormalizer {
     /// Unmasked response tokens in the mini-batch.
     pub tokens: f64,
-    /// Sequences in the mini-batch.
+    /// Sequences of the mini-batch with at least one unmasked token (fully masked ones stay out of
+    /// the seq-mean divisors, as in verl).
     pub sequences: f64,
     /// The longest response allowed (the Dr.GRPO constant of seq-mean-token-sum-norm).
     pub max_response_len: f64,

@@ -4,9 +4,11 @@
 //! template and middle-truncated as the reference harness does ([`prompt`]), answered by a policy
 //! (K samples each) or taken from a predictions file ([`predictions`]), scored by the reward set
 //! (the `rule` reward routed by benchmark name, max'd with the `judge` when configured), and
-//! summarised with 95% intervals and pass@k ([`stats`], [`report`]).
+//! summarised with 95% intervals and pass@k ([`stats`], [`report`]); before/after accuracies on
+//! the same questions get a paired interval ([`paired`]).
 
 pub mod bench;
+pub mod paired;
 pub mod predictions;
 pub mod prompt;
 pub mod report;
@@ -84,13 +86,18 @@ impl EvalSpec {
     }
 }
 
-/// The rewards of an evaluation: the `rule` reward (its table from `eval.rule`), then the `judge`
+/// The rewards of an evaluation: the `rule` reward (its table from `eval.rule`, with `protocol =
+/// "eval"` unless the table sets one: the official evaluation scripts' rules), then the `judge`
 /// when `eval.judge_url` is set, combined by max and the judge asked only when the rule fails.
 pub fn eval_rewards(plugins: &PluginSet, config: &EvalConfig, ctx: &ComponentContext) -> anyhow::Result<RewardSet> {
-    let rule = if config.rule.is_null() { json!({}) } else { config.rule.clone() };
+    // The official evaluation scripts' protocol unless `eval.rule` names another.
+    let mut rule = if config.rule.is_null() { json!({}) } else { config.rule.clone() };
+    if let Some(table) = rule.as_object_mut() {
+        table.entry("protocol").or_insert_with(|| json!("eval"));
+    }
     let mut rewards = vec![("rule".to_string(), plugins.reward("rule", &rule, ctx)?)];
     if !config.judge_url.trim().is_empty() {
-        let judge = json!({ "url": config.judge_url, "model": config.judge_model });
+        let judge = json!({ "url": config.judge_url, "model": config.judge_model, "protocol": "eval" });
         rewards.push(("judge".to_string(), plugins.reward("judge", &judge, ctx)?));
     }
     Ok(RewardSet::new(rewards, true, 1.0))

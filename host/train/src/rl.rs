@@ -73,8 +73,11 @@ impl Trainer<'_> {
             self.counters.phase_steps += 1;
             self.counters.global_step += 1;
             values.extend(self.c.sampler.metrics().into_iter().map(|(k, v)| (format!("sampler/{k}"), v)));
-            let progress =
-                PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed() };
+            let progress = PhaseProgress {
+                steps: self.counters.phase_steps,
+                epochs: self.c.sampler.epochs_completed(),
+                accuracy: values.get("accuracy").copied(),
+            };
             values.insert("phase_epochs".into(), progress.epochs as f64);
             let record = Record {
                 step: self.counters.global_step,
@@ -376,7 +379,9 @@ impl Trainer<'_> {
                     skipped += 1;
                     continue;
                 }
-                let normalizer = LossNormalizer { tokens, sequences: mini.len() as f64, max_response_len };
+                // Sequences with an unmasked token: seq-mean divisors leave fully masked ones out, as verl does.
+                let sequences = mini.iter().filter(|i| i.weight > 0.0 && !i.seq.response.is_empty()).count() as f64;
+                let normalizer = LossNormalizer { tokens, sequences, max_response_len };
                 let opt = self.optimizer.as_mut().expect("RL optimizer");
                 opt.zero_grad()?;
                 let mut mini_sums: BTreeMap<String, f64> = BTreeMap::new();

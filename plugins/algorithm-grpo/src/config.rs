@@ -31,6 +31,10 @@ pub enum LossAgg {
     SeqMeanTokenSum,
     SeqMeanTokenMean,
     SeqMeanTokenSumNorm,
+    /// The verl of QwenLong-L1: each micro-batch's token mean, scaled by its share of the
+    /// mini-batch's sequences (`dp_actor.py`: `policy_loss / gradient_accumulation`).
+    #[serde(rename = "qwenlong-l1")]
+    QwenlongL1,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +105,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
         "loss_agg",
         "token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO: token sums / \
          (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length only); \
-         divisors are the mini-batch's, so micro-batch losses add up",
+         divisors are the mini-batch's (current verl), so micro-batch losses add up; seq-mean modes count only \
+         sequences with an unmasked token. qwenlong-l1: the verl the paper ran (each micro-batch's token mean \
+         times its share of the mini-batch's sequences, entropy and KL token means, no log-ratio clamp, no dual \
+         clip); the reproduction configs use it",
     ),
     ("kl_coef", "weight of the KL-to-reference term (0: no reference model is kept, as in the recipe)"),
     ("kl_estimator", "k1 (log-ratio), k2 (half squared log-ratio), k3 (verl low_var_kl, clamped to [-10, 10])"),
@@ -157,6 +164,12 @@ impl GrpoConfig {
             && !(c.is_finite() && c > 1.0)
         {
             return bad("dual_clip", format!("must be a number > 1 (or null), got {c}"));
+        }
+        if self.dual_clip.is_some() && self.loss_agg == LossAgg::QwenlongL1 {
+            return bad(
+                "dual_clip",
+                "the verl QwenLong-L1 ran has no dual clip; leave it null with loss_agg = \"qwenlong-l1\"".into(),
+            );
         }
         if self.kl_coef < 0.0 {
             return bad("kl_coef", format!("must be >= 0, got {}", self.kl_coef));
