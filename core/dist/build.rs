@@ -8,8 +8,8 @@
 //! needs. `LONGRL_GLOO_INCLUDE` overrides both.
 //!
 //! NCCL (feature `cuda`): `USE_C10D_NCCL`, nccl.h from the nvidia-nccl wheel beside torch, the
-//! CUDA headers of the nvidia wheels plus `crt/` from nvidia-cuda-crt (`cargo xtask setup --cuda`
-//! puts it in `.deps/cuda-crt`), and libtorch_cuda.
+//! CUDA runtime headers of the nvidia wheels plus what they include and lack, `crt/` and
+//! `nv/target` (`cargo xtask setup --cuda` puts them in `.deps/cuda-headers`), and libtorch_cuda.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ fn main() {
         "LONGRL_GLOO_INCLUDE",
         "LONGRL_NCCL_INCLUDE",
         "LONGRL_CUDA_INCLUDE",
-        "LONGRL_CUDA_CRT_INCLUDE",
+        "LONGRL_CUDA_EXTRA_INCLUDE",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -55,7 +55,8 @@ fn main() {
         .define("GLOG_USE_GLOG_EXPORT", None)
         .define("USE_C10D_GLOO", None)
         .flag_if_supported("-Wno-unused-parameter")
-        .flag_if_supported("-Wno-deprecated-declarations");
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .flag_if_supported("-Wno-interference-size");
     let cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
     if cuda {
         build.file(manifest.join("csrc/nccl.cpp")).define("USE_C10D_NCCL", None).define("LONGRL_DIST_NCCL", None);
@@ -93,7 +94,7 @@ fn gloo_include(root: &Path, manifest: &Path) -> PathBuf {
     manifest.join("csrc/gloo-decls")
 }
 
-/// nccl.h, the CUDA runtime headers, and crt/ (missing from the runtime wheel).
+/// nccl.h, the CUDA runtime headers, and crt/ and nv/ (missing from the runtime wheel).
 fn cuda_includes(root: &Path, libtorch: &Path) -> Vec<PathBuf> {
     let site = libtorch.join("..");
     let pick = |var: &str, default: PathBuf, probe: &str| -> PathBuf {
@@ -109,7 +110,7 @@ fn cuda_includes(root: &Path, libtorch: &Path) -> Vec<PathBuf> {
     vec![
         pick("LONGRL_NCCL_INCLUDE", site.join("nvidia/nccl/include"), "nccl.h"),
         pick("LONGRL_CUDA_INCLUDE", site.join("nvidia/cu13/include"), "cuda_runtime_api.h"),
-        pick("LONGRL_CUDA_CRT_INCLUDE", root.join(".deps/cuda-crt/nvidia/cu13/include"), "crt/host_config.h"),
+        pick("LONGRL_CUDA_EXTRA_INCLUDE", root.join(".deps/cuda-headers/nvidia/cu13/include"), "nv/target"),
     ]
 }
 

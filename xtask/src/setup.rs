@@ -4,8 +4,9 @@
 //! - `.deps/gloo`: the gloo headers of Debian's libgloo-dev, which torch's ProcessGroupGloo.hpp
 //!   includes and the wheel lacks (headers only: libgloo is never linked, libtorch carries gloo).
 //!   Where apt cannot deliver them, the shim builds with core/dist/csrc/gloo-decls instead.
-//! - `.deps/cuda-crt` (with `--cuda`, or when an NVIDIA driver is present): the CUDA `crt/`
-//!   headers (nvidia-cuda-crt) that the NCCL build of core/dist needs beside the wheel's nccl.h.
+//! - `.deps/cuda-headers` (with `--cuda`, or when an NVIDIA driver is present): the CUDA headers
+//!   the runtime wheel lacks (`crt/` from nvidia-cuda-crt, `nv/target` from nvidia-cuda-cccl),
+//!   which the NCCL build of core/dist needs beside the wheel's nccl.h and cuda_runtime.h.
 //!
 //! Idempotent: each part records what it installed in a stamp; when every stamp matches, set-up
 //! takes milliseconds.
@@ -21,8 +22,10 @@ const REQUIREMENTS: &[&str] =
 const STAMP: &str = ".longrl-setup";
 /// The Debian package with gloo's headers (bookworm: 0.0~git20220518.5b14351-3).
 const GLOO_PACKAGE: &str = "libgloo-dev";
-/// `crt/host_config.h` and friends for the CUDA 13.0 headers of torch 2.13's wheels.
-const CUDA_CRT: &str = "nvidia-cuda-crt==13.0.88.*";
+/// For the CUDA 13.0 headers of torch 2.13's wheels: `crt/host_config.h` (included by
+/// cuda_runtime.h) and libcu++'s `nv/target` (included by cuda_fp16.h), the versions cuda-toolkit
+/// 13.0 lists.
+const CUDA_HEADERS: &[&str] = &["nvidia-cuda-crt==13.0.88.*", "nvidia-cuda-cccl==13.0.85"];
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Options {
@@ -138,6 +141,8 @@ fn fetch_gloo(deps: &Path, dest: &Path) -> Result<String> {
         quiet(Command::new("apt-get").args(&private).arg("update")).context("apt-get update into .deps/apt")?;
         quiet(Command::new("apt-get").current_dir(&work).args(&private).args(["download", GLOO_PACKAGE]))
             .context("apt-get download with the private lists")?;
+        // The lists served their one purpose; 25 MB less in the checkout.
+        let _ = std::fs::remove_dir_all(deps.join("apt"));
     }
     let deb = std::fs::read_dir(&work)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -158,12 +163,13 @@ fn fetch_gloo(deps: &Path, dest: &Path) -> Result<String> {
     Ok(name.split('_').nth(1).unwrap_or("?").replace("%3a", ":"))
 }
 
-/// The CUDA `crt/` headers beside the wheel's nccl.h and CUDA runtime headers, installed with pip
-/// into `.deps/cuda-crt` (not into .venv, which stays exactly what the requirements say).
+/// The CUDA headers missing beside the wheel's nccl.h and CUDA runtime headers, installed with pip
+/// into `.deps/cuda-headers` (not into .venv, which stays exactly what the requirements say).
 fn cuda_headers(root: &Path) -> Result<()> {
-    let dest = root.join(".deps/cuda-crt");
+    let dest = root.join(".deps/cuda-headers");
     let stamp = dest.join(".longrl-stamp");
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == CUDA_CRT) {
+    let wanted = CUDA_HEADERS.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
         return Ok(());
     }
     let torch = torch_dir(root)?;
@@ -174,19 +180,21 @@ fn cuda_headers(root: &Path) -> Result<()> {
             torch.display()
         );
     }
-    eprintln!("xtask setup: installing {CUDA_CRT} into {}", dest.display());
+    eprintln!("xtask setup: installing {} into {}", CUDA_HEADERS.join(" "), dest.display());
     let _ = std::fs::remove_dir_all(&dest);
     status(
         Command::new(venv_python(root))
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target"])
             .arg(&dest)
-            .arg(CUDA_CRT),
+            .args(CUDA_HEADERS),
     )
-    .context("pip install nvidia-cuda-crt")?;
-    if !dest.join("nvidia/cu13/include/crt/host_config.h").exists() {
-        bail!("{CUDA_CRT} did not provide nvidia/cu13/include/crt/host_config.h in {}", dest.display());
+    .context("pip install of the CUDA headers")?;
+    for header in ["crt/host_config.h", "nv/target"] {
+        if !dest.join("nvidia/cu13/include").join(header).exists() {
+            bail!("{} did not provide nvidia/cu13/include/{header} in {}", CUDA_HEADERS.join(" "), dest.display());
+        }
     }
-    std::fs::write(&stamp, CUDA_CRT)?;
+    std::fs::write(&stamp, wanted)?;
     Ok(())
 }
 

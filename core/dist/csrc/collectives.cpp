@@ -186,10 +186,10 @@ at::Tensor all_to_all(Group& g, const at::Tensor& input, std::vector<int64_t>& o
       if (g.size == 1) {
         received.copy_(sizes);
       } else {
-        std::vector<int64_t> ones(static_cast<size_t>(g.size), 1);
+        std::vector<int64_t> ones_out(static_cast<size_t>(g.size), 1), ones_in = ones_out;
         c10d::AllToAllOptions options;
         options.timeout = g.timeout();
-        submit(g, [&] { return g.backend->alltoall_base(received, sizes, ones, ones, options); });
+        submit(g, [&] { return g.backend->alltoall_base(received, sizes, ones_out, ones_in, options); });
       }
       at::Tensor host = received.cpu();
       output_splits.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + g.size);
@@ -207,7 +207,10 @@ at::Tensor all_to_all(Group& g, const at::Tensor& input, std::vector<int64_t>& o
     }
     c10d::AllToAllOptions options;
     options.timeout = g.timeout();
-    submit(g, [&] { return g.backend->alltoall_base(out, in, output_splits, input_splits, options); });
+    // Copies: the backend takes the split vectors by non-const reference and may move from them
+    // (Gloo does), while the caller keeps ours (the autograd node saves them for backward).
+    std::vector<int64_t> outs = output_splits, ins = input_splits;
+    submit(g, [&] { return g.backend->alltoall_base(out, in, outs, ins, options); });
     return out;
   });
 }

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use longrl_dist::{BackendChoice, DistEnv, GroupOptions, Launcher, ProcessGroup, ReduceOp, StoreHost, StoreServer};
-use support::{assert_all_succeeded, free_port, is_rank_of, run_ranks, torchrun_env};
+use support::{REPORT, assert_all_succeeded, free_port, is_rank_of, run_ranks, torchrun_env};
 use tch::{Kind, Tensor};
 
 /// Generous: a rank's process start loads libtorch, slow on a loaded CI machine.
@@ -296,7 +296,7 @@ fn a_peer_that_never_comes_fails_the_collective_at_the_timeout() {
     assert!(err.contains("rank 0 of 2: all_reduce(sum)"), "{err}");
     assert!(err.contains("every other rank of the group is alive"), "{err}");
     assert!(took >= timeout && took < timeout * 4, "failed after {took:?}: {err}");
-    eprintln!("timed out as expected after {took:?}: {err}");
+    eprintln!("{REPORT} timed out as expected after {took:?}: {err}");
 }
 
 /// The next collective fails within `timeout` naming `lost`, and the group stays failed.
@@ -308,7 +308,7 @@ fn expect_lost_rank(g: &ProcessGroup, lost: usize, timeout: Duration) {
     assert!(err.contains(&format!("rank {me} of 2: all_reduce(sum)")), "{err}");
     assert!(err.contains(&format!("lost rank {lost}")), "{err}");
     assert!(took < timeout, "the error took {took:?}: {err}");
-    eprintln!("rank {me} saw the loss of rank {lost} after {took:?}: {err}");
+    eprintln!("{REPORT} rank {me} saw the loss of rank {lost} after {took:?}: {err}");
     let again = g.barrier().unwrap_err().to_string();
     assert!(again.contains("failed before") && again.contains(&format!("lost rank {lost}")), "{again}");
 }

@@ -92,15 +92,22 @@ pub fn run_ranks(test: &str, envs: Vec<HashMap<String, String>>, deadline: Durat
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    children
+    let finished: Vec<Finished> = children
         .into_iter()
         .zip(statuses)
         .map(|((mut child, out, err), status)| Finished {
             status: status.expect("finished"),
             output: collect(&mut child, out, err),
         })
-        .collect()
+        .collect();
+    for line in finished.iter().flat_map(|f| f.output.lines()).filter(|l| l.starts_with(REPORT)) {
+        eprintln!("{test}: {line}");
+    }
+    finished
 }
+
+/// Lines a rank prints with this prefix are repeated by the parent (seen with `--nocapture`).
+pub const REPORT: &str = "[rank report]";
 
 /// Asserts that every rank exited with success, showing all output otherwise.
 pub fn assert_all_succeeded(test: &str, finished: &[Finished]) {
