@@ -264,31 +264,26 @@ impl Vars<'_> {
     /// PyTorchJob (Training Operator v1): one process per pod with RANK, WORLD_SIZE, MASTER_ADDR,
     /// MASTER_PORT; the PET_* twins of the master variables stand in when the plain ones are absent.
     fn pytorchjob(&self) -> Result<DistEnv, EnvError> {
-        self.one_process_per_pod()?;
-        let rank = self.required_number("RANK")?;
-        Ok(DistEnv {
-            launcher: Launcher::Kubeflow,
-            rank,
-            world_size: self.required_number("WORLD_SIZE")?,
-            local_rank: 0,
-            local_world_size: Some(1),
-            node_rank: rank,
-            master_addr: self.master_addr()?,
-            master_port: self.port(&["MASTER_PORT", "PET_MASTER_PORT"])?.unwrap_or(DEFAULT_MASTER_PORT),
-            store: StoreHost::Rank0,
-            restart_count: 0,
-        })
+        self.one_process_per_pod(self.required_number("RANK")?, self.required_number("WORLD_SIZE")?)
     }
 
     /// Kubeflow Trainer sets only torchrun's flag defaults (PET_NNODES, PET_NODE_RANK,
     /// PET_NPROC_PER_NODE, PET_MASTER_ADDR, PET_MASTER_PORT); with one process per pod they say
     /// everything, with more only torchrun can start them.
     fn pet_only(&self) -> Result<DistEnv, EnvError> {
-        self.one_process_per_pod()?;
         let nnodes = self.required("PET_NNODES")?;
         let world_size =
             self.parse("PET_NNODES", &nnodes, "a node count (an elastic range such as 1:4 needs torchrun)")?;
-        let rank = self.required_number("PET_NODE_RANK")?;
+        self.one_process_per_pod(self.required_number("PET_NODE_RANK")?, world_size)
+    }
+
+    fn one_process_per_pod(&self, rank: usize, world_size: usize) -> Result<DistEnv, EnvError> {
+        if let Some(n) = self.get("PET_NPROC_PER_NODE").filter(|n| n != "1") {
+            return Err(self.error(format!(
+                "PET_NPROC_PER_NODE={n} asks for several processes per pod; start longrl under torchrun, which \
+                 reads the PET_* variables: torchrun --no-python longrl train ..."
+            )));
+        }
         Ok(DistEnv {
             launcher: Launcher::Kubeflow,
             rank,
@@ -307,15 +302,5 @@ impl Vars<'_> {
         self.get("MASTER_ADDR")
             .or_else(|| self.get("PET_MASTER_ADDR"))
             .ok_or_else(|| self.error("MASTER_ADDR (or PET_MASTER_ADDR) is not set".into()))
-    }
-
-    fn one_process_per_pod(&self) -> Result<(), EnvError> {
-        match self.get("PET_NPROC_PER_NODE") {
-            Some(n) if n != "1" => Err(self.error(format!(
-                "PET_NPROC_PER_NODE={n} asks for several processes per pod; start longrl under torchrun, which \
-                 reads the PET_* variables: torchrun --no-python longrl train ..."
-            ))),
-            _ => Ok(()),
-        }
     }
 }

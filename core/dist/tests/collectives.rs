@@ -215,10 +215,7 @@ fn agent_store_clients_and_a_lost_rank_zero() {
                 env
             })
             .collect();
-        let finished = run_ranks(TEST, envs, DEADLINE);
-        assert_eq!(finished[0].status.code(), None, "rank 0 ends by SIGKILL:\n{}", finished[0].output);
-        assert_all_succeeded(TEST, &finished[1..]);
-        return;
+        return expect_victim_killed(TEST, &run_ranks(TEST, envs, DEADLINE), 0);
     }
     let env = DistEnv::from_env().unwrap();
     assert_eq!((env.store, env.restart_count, env.store_prefix()), (StoreHost::Agent, 3, "longrl/3".to_owned()));
@@ -227,13 +224,8 @@ fn agent_store_clients_and_a_lost_rank_zero() {
     let mut t = Tensor::from_slice(&[(g.rank() + 1) as f32]);
     g.all_reduce(&mut t, ReduceOp::Sum).unwrap();
     assert_eq!(f32s(&t), [3.0]);
-    g.barrier().unwrap();
-    if g.rank() == 0 {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: raising a signal at this process.
-        unsafe { libc::raise(libc::SIGKILL) };
-    }
-    expect_lost_rank(&g, 0, Duration::from_secs(30));
+    // The agent's store outlives rank 0, so the heartbeats name it.
+    die_or_name_the_dead(&g, 0);
 }
 
 #[test]
@@ -242,19 +234,9 @@ fn killed_rank_is_named_by_the_survivor() {
     if !is_rank_of(TEST) {
         let port = free_port();
         let finished = run_ranks(TEST, (0..2).map(|r| torchrun_env(r, 2, port)).collect(), DEADLINE);
-        assert_eq!(finished[1].status.code(), None, "rank 1 ends by SIGKILL:\n{}", finished[1].output);
-        assert_all_succeeded(TEST, &finished[..1]);
-        return;
+        return expect_victim_killed(TEST, &finished, 1);
     }
-    let g = world(Duration::from_secs(30));
-    let mut t = Tensor::from_slice(&[1.0f32]);
-    g.all_reduce(&mut t, ReduceOp::Sum).unwrap();
-    if g.rank() == 1 {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: raising a signal at this process.
-        unsafe { libc::raise(libc::SIGKILL) };
-    }
-    expect_lost_rank(&g, 1, Duration::from_secs(30));
+    die_or_name_the_dead(&world(Duration::from_secs(30)), 1);
 }
 
 #[test]
@@ -263,18 +245,31 @@ fn killed_store_host_is_named_by_the_survivor() {
     if !is_rank_of(TEST) {
         let port = free_port();
         let finished = run_ranks(TEST, (0..2).map(|r| torchrun_env(r, 2, port)).collect(), DEADLINE);
-        assert_eq!(finished[0].status.code(), None, "rank 0 ends by SIGKILL:\n{}", finished[0].output);
-        assert_all_succeeded(TEST, &finished[1..]);
-        return;
+        return expect_victim_killed(TEST, &finished, 0);
     }
-    let g = world(Duration::from_secs(30));
+    // Rank 0 serves the store: with it gone, the store's silence names it.
+    die_or_name_the_dead(&world(Duration::from_secs(30)), 0);
+}
+
+/// Parent side of a killing: `victim` ended by a signal, every other rank succeeded.
+fn expect_victim_killed(test: &str, finished: &[support::Finished], victim: usize) {
+    let dead = &finished[victim];
+    assert_eq!(dead.status.code(), None, "rank {victim} ends by SIGKILL:\n{}", dead.output);
+    let (before, after) = finished.split_at(victim);
+    assert_all_succeeded(test, before);
+    assert_all_succeeded(test, &after[1..]);
+}
+
+/// Rank side: after a barrier `victim` kills itself (SIGKILL); the others' next collective must
+/// fail naming it.
+fn die_or_name_the_dead(g: &ProcessGroup, victim: usize) {
     g.barrier().unwrap();
-    if g.rank() == 0 {
+    if g.rank() == victim {
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: raising a signal at this process.
         unsafe { libc::raise(libc::SIGKILL) };
     }
-    expect_lost_rank(&g, 0, Duration::from_secs(30));
+    expect_lost_rank(g, victim, Duration::from_secs(30));
 }
 
 #[test]
