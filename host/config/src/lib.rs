@@ -3,6 +3,7 @@
 //! Unknown keys are errors that name the key and where it came from.
 
 mod data;
+mod dist;
 mod eval;
 mod train;
 
@@ -14,6 +15,7 @@ use longrl_core::device::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
 pub use data::*;
+pub use dist::*;
 pub use eval::*;
 pub use train::*;
 
@@ -90,6 +92,7 @@ pub struct Config {
     pub sft: SftConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
+    pub dist: DistConfig,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             sft: SftConfig::default(),
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
+            dist: DistConfig::default(),
         }
     }
 }
@@ -173,7 +177,7 @@ impl Config {
                 );
             }
         }
-        Ok(())
+        self.dist.validate()
     }
 
     pub fn to_toml(&self) -> anyhow::Result<String> {

@@ -154,3 +154,25 @@ fn batch_schedule_keys_in_the_algorithm_table_say_where_they_moved() {
     let bad = TrainConfig { max_gen_batches: 0, ..TrainConfig::default() };
     assert!(bad.validate(&SftConfig::default()).unwrap_err().to_string().contains("train.max_gen_batches"));
 }
+
+#[test]
+fn dist_section_reads_and_refuses_what_is_not_offered() {
+    let config =
+        load(None, &["dist.backend=gloo", "dist.timeout_s=30", "dist.zero_stage=2", "dist.offload=optimizer"]).unwrap();
+    assert_eq!(
+        config.dist,
+        DistConfig {
+            backend: DistBackend::Gloo,
+            timeout_s: 30,
+            zero_stage: ZeroStage::Two,
+            offload: Offload::Optimizer
+        }
+    );
+    assert_eq!(config.dist.backend.as_str(), "gloo");
+    let err = load(None, &["dist.zero_stage=1"]).unwrap_err().to_string();
+    assert!(err.contains("dist.zero_stage") && err.contains("stage 1 is not offered"), "{err}");
+    let err = load(None, &["dist.backend=mpi"]).unwrap_err().to_string();
+    assert!(err.contains("dist.backend"), "{err}");
+    let err = load(None, &["dist.timeout_s=0"]).unwrap_err().to_string();
+    assert!(err.contains("dist.timeout_s"), "{err}");
+}
