@@ -7,7 +7,8 @@
 //! - [`weights`]: weight sync after every step (an atomically published HF directory, then each
 //!   server's reload), behind the [`weights::WeightTransport`] trait an NCCL transport slots into;
 //! - [`correction`]: mismatch metrics between server and trainer log-probs, truncated importance weights;
-//! - [`remote::RemoteRollout`]: the blocking handle the trainer holds.
+//! - [`remote::RemoteRollout`]: the blocking handle the trainer holds;
+//! - [`serve`]: the server side of the weight-transfer API, for `longrl serve --weight-transfer`.
 //!
 //! Supported servers: vLLM with the weight-transfer API's `disk` backend (vLLM main after v0.32; see
 //! docs/rollout.md), vLLM versions with the weight-transfer routes but no disk backend through
@@ -20,6 +21,7 @@ pub mod correction;
 pub mod remote;
 pub mod request;
 pub mod retry;
+pub mod serve;
 pub mod sglang;
 pub mod vllm;
 pub mod weights;

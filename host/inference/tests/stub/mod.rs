@@ -60,25 +60,9 @@ pub struct Stub {
 impl Stub {
     pub fn start(script: impl Fn(&Call, usize) -> Reply + Send + Sync + 'static) -> Stub {
         let shared = Arc::new(Shared { calls: Mutex::new(Vec::new()), script: Box::new(script) });
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = shared.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().fallback(handle).with_state(state);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Stub { url: format!("http://{addr}"), shared, _shutdown: shutdown }
+        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let (url, shutdown) = serve(app);
+        Stub { url, shared, _shutdown: shutdown }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -93,6 +77,27 @@ impl Stub {
     pub fn calls_to(&self, path: &str) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.path == path).collect()
     }
+}
+
+/// Serve `app` on a free loopback port from its own thread and runtime (the code under test may block
+/// on a runtime of its own). Dropping the sender stops the server.
+pub fn serve(app: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (format!("http://{}", addr_rx.recv().unwrap()), shutdown)
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, body: Bytes) -> Response {
