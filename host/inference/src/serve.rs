@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -116,11 +116,21 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
-fn parse(body: &Bytes) -> Result<Value, Response> {
-    if body.is_empty() {
-        return Ok(Value::Null);
+/// A JSON body, `Null` when empty; malformed JSON is a 400 naming the problem.
+struct Body(Value);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        if bytes.is_empty() {
+            return Ok(Body(Value::Null));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Invalid JSON format: {e}")))
     }
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("Invalid JSON format: {e}")))
 }
 
 /// The routes, to merge into the server's router.
@@ -142,11 +152,7 @@ pub fn routes(state: Arc<WeightTransfer>) -> Router {
 
 type Shared = State<Arc<WeightTransfer>>;
 
-async fn init(State(state): Shared, body: Bytes) -> Response {
-    let body = match parse(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn init(State(state): Shared, Body(body): Body) -> Response {
     match body.get("init_info") {
         None | Some(Value::Null) => error(StatusCode::BAD_REQUEST, "Missing 'init_info' in request body"),
         Some(Value::Object(info)) if info.is_empty() => {
@@ -188,11 +194,7 @@ fn checkpoint_dir(update_info: Option<&Value>) -> Result<PathBuf, String> {
     Ok(dir.to_path_buf())
 }
 
-async fn update(State(state): Shared, body: Bytes) -> Response {
-    let body = match parse(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn update(State(state): Shared, Body(body): Body) -> Response {
     let Some(info) = body.get("update_info") else {
         return error(StatusCode::BAD_REQUEST, "Missing 'update_info' in request body");
     };
@@ -222,11 +224,7 @@ async fn update(State(state): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn finish(State(state): Shared, body: Bytes) -> Response {
-    let body = match parse(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn finish(State(state): Shared, Body(body): Body) -> Response {
     let mut status = state.status();
     match status.session.take() {
         None => error(StatusCode::CONFLICT, "No shared-disk weight update is active"),
@@ -242,11 +240,7 @@ async fn finish(State(state): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn update_version(State(state): Shared, body: Bytes) -> Response {
-    let body = match parse(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn update_version(State(state): Shared, Body(body): Body) -> Response {
     let Some(version) = body.get("new_version").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, "`new_version` must be a string");
     };
