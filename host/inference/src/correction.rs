@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::IsLevel;
+use crate::config::{CorrectionConfig, IsLevel};
 
 /// Log-ratios are clamped to this before `exp`, as the policy loss clamps its own.
 const LOG_RATIO_CLAMP: f64 = 20.0;
@@ -159,6 +159,25 @@ pub fn is_metrics(weights: &[Vec<f32>], cap: f64) -> BTreeMap<String, f64> {
     ])
 }
 
+/// What one batch's correction gives the trainer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    /// `rollout_mismatch/*` always, `rollout_is/*` when importance sampling is on.
+    pub metrics: BTreeMap<String, f64>,
+    /// Per-token weights of the policy-gradient term (all 1 when `tis = "off"`).
+    pub weights: Vec<Vec<f32>>,
+}
+
+/// Mismatch metrics and, per `config`, truncated importance weights of one batch.
+pub fn correct(server: &[Vec<f32>], trainer: &[Vec<f32>], config: &CorrectionConfig) -> Result<Correction, String> {
+    let mut metrics = mismatch(server, trainer)?.metrics();
+    let weights = truncated_is_weights(server, trainer, config.tis, config.tis_cap)?;
+    if config.tis != IsLevel::Off {
+        metrics.extend(is_metrics(&weights, config.tis_cap));
+    }
+    Ok(Correction { metrics, weights })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +236,19 @@ mod tests {
         let metrics = is_metrics(&token, 2.5);
         assert!(close(metrics["rollout_is/weight_mean"], (2.0 + 0.5 + 2.5 * 3.0) / 5.0));
         assert!(close(metrics["rollout_is/truncated_frac"], 0.6));
+    }
+
+    #[test]
+    fn correct_reports_is_metrics_only_when_on() {
+        let (server, trainer) = (vec![vec![-1.0, -2.0]], vec![vec![-1.5, -2.0]]);
+        let off = correct(&server, &trainer, &CorrectionConfig::default()).unwrap();
+        assert!(
+            off.metrics.contains_key("rollout_mismatch/kl_k1") && !off.metrics.contains_key("rollout_is/weight_mean")
+        );
+        assert_eq!(off.weights, vec![vec![1.0, 1.0]]);
+        let on = correct(&server, &trainer, &CorrectionConfig { tis: IsLevel::Sequence, tis_cap: 2.0 }).unwrap();
+        assert!(close(f64::from(on.weights[0][1]), (-0.5f64).exp()));
+        assert!(on.metrics.contains_key("rollout_is/truncated_frac"));
     }
 
     #[test]

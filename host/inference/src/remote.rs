@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use anyhow::Context;
+use longrl_core::api::{Generation, GenerationParams};
 
 use crate::client::{RolloutClient, RolloutError};
 use crate::config::{RolloutConfig, TransportKind};
-use crate::request::{GroupOutput, GroupRequest, WeightVersion};
+use crate::request::{GroupOutput, GroupRequest, Sampling, WeightVersion};
 use crate::weights::control::{Control, SyncReport, WeightSync};
 use crate::weights::{DiskTransport, WeightSource, WeightStore, WeightTransport};
 
@@ -89,5 +90,37 @@ impl RemoteRollout {
             .into());
         }
         Ok(outputs)
+    }
+
+    /// `Policy::generate`'s contract over the servers: `params.n` generations per prompt, sample `j` of
+    /// prompt `i` at `i * n + j`; `seeds[i]` is prompt `i`'s seed (derived by the trainer from the run
+    /// seed, the step and the prompt, so the samples do not depend on batch layout or server).
+    pub fn generate_like_policy(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &GenerationParams,
+        seeds: &[u64],
+    ) -> anyhow::Result<Vec<Generation>> {
+        if seeds.len() != prompts.len() {
+            anyhow::bail!("{} seeds for {} prompts", seeds.len(), prompts.len());
+        }
+        let sampling = Sampling {
+            max_tokens: params.max_new_tokens,
+            temperature: params.temperature,
+            top_p: params.top_p,
+            top_k: params.top_k,
+            stop: params.stop.clone(),
+        };
+        let groups = prompts
+            .iter()
+            .zip(seeds)
+            .map(|(prompt, &seed)| GroupRequest {
+                prompt: prompt.clone(),
+                n: params.n,
+                seed,
+                sampling: sampling.clone(),
+            })
+            .collect();
+        Ok(self.generate(groups)?.into_iter().flat_map(|group| group.generations).collect())
     }
 }

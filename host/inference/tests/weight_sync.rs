@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use longrl_core::api::GenerationParams;
 use longrl_inference::config::{Backend, RolloutConfig, VllmReload, WeightSyncConfig};
 use longrl_inference::weights::{MARKER, WeightSource, read_marker};
 use longrl_inference::{GroupRequest, RemoteRollout, Sampling};
@@ -107,6 +108,18 @@ fn vllm_weight_transfer_calls_come_in_order_and_point_at_a_complete_directory() 
 
     let out = remote.generate(vec![group(), group()]).unwrap();
     assert!(out.iter().all(|o| o.weight_version == 0));
+    // The policy's contract: sample j of prompt i at i * n + j, one seed per prompt.
+    let params = GenerationParams { max_new_tokens: 2, n: 2, ..GenerationParams::default() };
+    let flat = remote.generate_like_policy(&[vec![3, 4], vec![30, 4]], &params, &[1, 2]).unwrap();
+    let firsts: Vec<u32> = flat.iter().map(|g| g.tokens[0]).collect();
+    assert_eq!(firsts, vec![3, 4, 30, 31]);
+    // Requests run concurrently: pair each seed with its prompt rather than rely on arrival order.
+    let mut seeds: Vec<(Value, Value)> = server.calls_to("/v1/completions")[2..]
+        .iter()
+        .map(|c| (c.body["prompt"][0].clone(), c.body["seed"].clone()))
+        .collect();
+    seeds.sort_by_key(|(prompt, _)| prompt.as_u64());
+    assert_eq!(seeds, vec![(json!(3), json!(1)), (json!(30), json!(2))]);
 
     // Later updates do not initialise again; the version advances with each push.
     for step in 1..=3 {
