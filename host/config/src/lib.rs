@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use longrl_core::device::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
+pub use longrl_inference::config::RolloutConfig;
+
 pub use data::*;
 pub use eval::*;
 pub use train::*;
@@ -84,6 +86,8 @@ pub struct Config {
     pub data: DataConfig,
     pub sft: SftConfig,
     pub train: TrainConfig,
+    /// Where RL rollouts are generated: the policy itself, or vLLM / SGLang servers.
+    pub rollout: RolloutConfig,
     pub eval: EvalConfig,
 }
 
@@ -103,6 +107,7 @@ impl Default for Config {
             data: DataConfig::default(),
             sft: SftConfig::default(),
             train: TrainConfig::default(),
+            rollout: RolloutConfig::default(),
             eval: EvalConfig::default(),
         }
     }
@@ -157,6 +162,7 @@ impl Config {
         if self.reward.components.is_empty() {
             anyhow::bail!("config key `reward.components`: at least one reward is needed");
         }
+        self.rollout.validate()?;
         Ok(())
     }
 

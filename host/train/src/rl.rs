@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use longrl_core::api::{
-    FinishReason, GenerationParams, LogprobOptions, LossInputs, LossNormalizer, PhaseProgress, PhaseTransition,
-    RewardInput, Sequence,
+    FinishReason, GenerateOutput, GenerationParams, LogprobOptions, LossInputs, LossNormalizer, PhaseProgress,
+    PhaseTransition, RewardInput, Sequence,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -19,6 +19,8 @@ use crate::trainer::{Outcome, Trainer};
 /// One rollout.
 struct Rollout {
     response: Vec<u32>,
+    /// The sampler's log-prob of each response token (the server's, with rollout servers).
+    sampled_logprobs: Vec<f32>,
     finish: FinishReason,
     raw: f32,
     shaped: f32,
@@ -146,7 +148,8 @@ impl Trainer<'_> {
             self.rl_data.as_mut().expect("RL data").tokenize(self.c.policy.as_ref(), &indices)?;
             let data = self.rl_data.as_ref().expect("RL data");
             let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| data.ids(i).to_vec()).collect();
-            let chunk = if train.generate_batch_prompts > 0 {
+            // Rollout servers take the whole round at once and spread it themselves.
+            let chunk = if train.generate_batch_prompts > 0 && !self.uses_servers() {
                 train.generate_batch_prompts as usize
             } else {
                 prompts.len().max(1)
@@ -169,7 +172,26 @@ impl Trainer<'_> {
                     n: train.rollouts,
                     prefill_chunk: 0,
                 };
-                let out = self.c.policy.generate(part, &params)?;
+                let out = match self.servers() {
+                    Some(servers) => {
+                        // One seed per prompt, from its place in the round: the samples do not
+                        // depend on which server drew them.
+                        let prompt_seeds: Vec<u64> = (0..part.len())
+                            .map(|i| {
+                                let at = (c * chunk + i) as u64;
+                                seeds::derive(
+                                    self.opts.seed,
+                                    "generate-prompt",
+                                    self.counters.rl_steps,
+                                    ((rounds as u64) << 32) | at,
+                                )
+                            })
+                            .collect();
+                        let drawn = servers.generate_like_policy(part, &params, &prompt_seeds);
+                        GenerateOutput { generations: drawn.map_err(|e| self.servers_failed(e))?, ..Default::default() }
+                    }
+                    None => self.c.policy.generate(part, &params)?,
+                };
                 if out.generations.len() != part.len() * train.rollouts as usize {
                     anyhow::bail!(
                         "the policy returned {} generations for {} prompts x {} rollouts",
@@ -215,7 +237,13 @@ impl Trainer<'_> {
                     by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
                     lengths.push(len as f64);
                     truncated += (g.finish == FinishReason::Length) as usize;
-                    rollouts.push(Rollout { response: g.tokens, finish: g.finish, raw, shaped });
+                    rollouts.push(Rollout {
+                        response: g.tokens,
+                        sampled_logprobs: g.logprobs,
+                        finish: g.finish,
+                        raw,
+                        shaped,
+                    });
                 }
                 let raw: Vec<f32> = rollouts.iter().map(|r| r.raw).collect();
                 self.c.sampler.observe(index, &raw)?;
@@ -291,6 +319,8 @@ impl Trainer<'_> {
         let step_started = Instant::now();
         let mut values = BTreeMap::new();
         let mut t = Timings::default();
+        // The servers must hold this step's weights (the first step, or a resumed run).
+        self.sync_servers(self.counters.global_step, &mut values)?;
         let groups = self.collect_groups(&mut values, &mut t)?;
         let data = self.rl_data.as_ref().expect("RL data");
         let micro = self.opts.train.micro_batch_size as usize;
@@ -332,7 +362,13 @@ impl Trainer<'_> {
         let mask_truncated = self.settings.mask_truncated;
         let finishes: Vec<FinishReason> = groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.finish)).collect();
         let mut reference = reference.map(Vec::into_iter);
-        let items: Vec<TrainItem> = seqs
+        let sampled: Vec<Vec<f32>> = if self.uses_servers() {
+            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.sampled_logprobs.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        let is_weights = self.off_policy_correction(&sampled, &old, &mut values)?;
+        let mut items: Vec<TrainItem> = seqs
             .into_iter()
             .zip(old)
             .zip(advantages.iter().zip(finishes))
@@ -344,6 +380,13 @@ impl Trainer<'_> {
                 weight: if mask_truncated && finish == FinishReason::Length { 0.0 } else { 1.0 },
             })
             .collect();
+        if let Some(weights) = is_weights {
+            // Sequence-level truncated importance sampling: the weight scales the response's
+            // policy-gradient term, which is linear in its advantage.
+            for (item, w) in items.iter_mut().zip(weights) {
+                item.advantage *= w;
+            }
+        }
         values.insert("advantage/mean".into(), mean_std(&advantages.iter().map(|&a| a as f64).collect::<Vec<_>>()).0);
 
         let started = Instant::now();
@@ -361,6 +404,8 @@ impl Trainer<'_> {
         values.insert("time/old_logprobs".into(), t.old_logprobs);
         values.insert("time/reference".into(), t.reference);
         values.insert("time/update".into(), t.update);
+        // The next rollouts need this step's weights on the servers.
+        self.sync_servers(self.counters.global_step + 1, &mut values)?;
         values.insert("time/step".into(), step_started.elapsed().as_secs_f64());
         Ok(values)
     }

@@ -44,9 +44,12 @@ pub trait WeightSource {
     fn write_hf(&self, dir: &Path) -> anyhow::Result<()>;
 }
 
-impl<P: Policy + ?Sized> WeightSource for P {
+/// A policy as a weight source: its `save` writes the HF layout.
+pub struct PolicyWeights<'a>(pub &'a dyn Policy);
+
+impl WeightSource for PolicyWeights<'_> {
     fn write_hf(&self, dir: &Path) -> anyhow::Result<()> {
-        Ok(self.save(dir)?)
+        Ok(self.0.save(dir)?)
     }
 }
 
