@@ -14,6 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use longrl_core::device::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
+pub use longrl_inference::config::RolloutConfig;
+
 pub use data::*;
 pub use dist::*;
 pub use eval::*;
@@ -91,6 +93,8 @@ pub struct Config {
     pub data: DataConfig,
     pub sft: SftConfig,
     pub train: TrainConfig,
+    /// Where RL rollouts are generated: the policy itself, or vLLM / SGLang servers.
+    pub rollout: RolloutConfig,
     pub eval: EvalConfig,
     pub dist: DistConfig,
 }
@@ -111,6 +115,7 @@ impl Default for Config {
             data: DataConfig::default(),
             sft: SftConfig::default(),
             train: TrainConfig::default(),
+            rollout: RolloutConfig::default(),
             eval: EvalConfig::default(),
             dist: DistConfig::default(),
         }
@@ -177,6 +182,7 @@ impl Config {
                 );
             }
         }
+        self.rollout.validate()?;
         self.dist.validate()
     }
 

@@ -176,3 +176,16 @@ fn dist_section_reads_and_refuses_what_is_not_offered() {
     let err = load(None, &["dist.timeout_s=0"]).unwrap_err().to_string();
     assert!(err.contains("dist.timeout_s"), "{err}");
 }
+
+#[test]
+fn rollout_section_loads_and_its_errors_name_the_key() {
+    let file = write_toml(
+        "[rollout]\nbackend = \"vllm\"\nurls = [\"http://a:8000\", \"http://b:8000\"]\n[rollout.weight_sync]\ndir = \"/shared/w\"\n",
+    );
+    let config = load(Some(file.path()), &[]).unwrap();
+    assert_eq!(config.rollout.servers(), vec!["http://a:8000", "http://b:8000"]);
+    let error = load(Some(file.path()), &["rollout.concurrency=0"]).unwrap_err().to_string();
+    assert!(error.contains("`rollout.concurrency`"), "{error}");
+    let error = load(None, &["rollout.backend=\"sglang\""]).unwrap_err().to_string();
+    assert!(error.contains("`rollout.url`"), "{error}");
+}

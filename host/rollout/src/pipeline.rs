@@ -61,6 +61,8 @@ pub struct Response {
     pub tokens: Vec<u32>,
     pub text: String,
     pub finish: Option<FinishReason>,
+    /// The sampler's log-prob of each token, when the generator reports them (empty otherwise).
+    pub logprobs: Vec<f32>,
 }
 
 /// One scored response.
@@ -72,6 +74,8 @@ pub struct Rollout {
     pub text: String,
     /// How generation ended (`None` for saved predictions).
     pub finish: Option<FinishReason>,
+    /// The sampler's log-prob of each token, when the generator reports them (empty otherwise).
+    pub logprobs: Vec<f32>,
     pub score: RewardScore,
 }
 
@@ -126,7 +130,7 @@ pub fn roll_out(
         for _ in part {
             let group = generations.by_ref().take(rollouts);
             responses
-                .push(group.map(|g| Response { tokens: g.tokens, text: g.text, finish: Some(g.finish) }).collect());
+                .push(group.map(|g| Response { tokens: g.tokens, text: g.text, finish: Some(g.finish), logprobs: g.logprobs }).collect());
         }
         on_generated(part.len() * rollouts);
     }
@@ -178,6 +182,7 @@ pub fn score_groups(
                     tokens: response.tokens,
                     text,
                     finish: response.finish,
+                    logprobs: response.logprobs,
                     score,
                 })
                 .collect(),

@@ -16,11 +16,14 @@ use longrl_metrics::{Record, mean_std};
 use crate::optim::StepOutcome;
 use crate::schedule::lr_at;
 use crate::seeds;
+use crate::servers::ServerGenerator;
 use crate::trainer::{Outcome, Trainer};
 
 /// One rollout.
 struct Rollout {
     response: Vec<u32>,
+    /// The sampler's log-prob of each response token (the server's, with rollout servers).
+    sampled_logprobs: Vec<f32>,
     /// `None` never comes out of generation; kept as the pipeline gives it.
     finish: Option<FinishReason>,
     raw: f32,
@@ -166,12 +169,26 @@ impl Trainer<'_> {
                     rollouts: train.rollouts,
                     prefill_chunk: 0,
                 },
-                batch_prompts: train.generate_batch_prompts as usize,
+                // Rollout servers take the whole round at once and spread it themselves.
+                batch_prompts: if self.servers.is_some() { 0 } else { train.generate_batch_prompts as usize },
                 seed_of_call: &seed_of_call,
                 strip_responses: false,
             };
-            let mut generator = LocalPolicy::new(self.c.policy.as_mut(), &self.c.names.policy);
-            let rolled = roll_out(&mut generator, &self.c.rewards, &prompts, &spec, &mut |_| {})?;
+            let rolled = match &self.servers {
+                Some(servers) => {
+                    let mut generator = ServerGenerator::new(&servers.remote);
+                    roll_out(&mut generator, &self.c.rewards, &prompts, &spec, &mut |_| {})
+                }
+                None => {
+                    let mut generator = LocalPolicy::new(self.c.policy.as_mut(), &self.c.names.policy);
+                    roll_out(&mut generator, &self.c.rewards, &prompts, &spec, &mut |_| {})
+                }
+            };
+            let rolled = match rolled {
+                Ok(rolled) => rolled,
+                Err(e) if self.uses_servers() => return Err(self.servers_failed(e)),
+                Err(e) => return Err(e),
+            };
             t.generate += rolled.generate_seconds;
             t.reward += rolled.reward_seconds;
             gen_tokens += rolled.generated_tokens;
@@ -187,7 +204,13 @@ impl Trainer<'_> {
                     by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
                     lengths.push(len as f64);
                     truncated += (r.finish == Some(FinishReason::Length)) as usize;
-                    rollouts.push(Rollout { response: r.tokens, finish: r.finish, raw, shaped });
+                    rollouts.push(Rollout {
+                        response: r.tokens,
+                        sampled_logprobs: r.logprobs,
+                        finish: r.finish,
+                        raw,
+                        shaped,
+                    });
                 }
                 let raw: Vec<f32> = rollouts.iter().map(|r| r.raw).collect();
                 self.c.sampler.observe(index, &raw)?;
@@ -263,6 +286,8 @@ impl Trainer<'_> {
         let step_started = Instant::now();
         let mut values = BTreeMap::new();
         let mut t = Timings::default();
+        // The servers must hold this step's weights (the first step, or a resumed run).
+        self.sync_servers(self.counters.global_step, &mut values)?;
         let groups = self.collect_groups(&mut values, &mut t)?;
         let data = self.rl_data.as_ref().expect("RL data");
         let micro = self.opts.train.micro_batch_size as usize;
@@ -310,7 +335,13 @@ impl Trainer<'_> {
         let finishes: Vec<Option<FinishReason>> =
             groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.finish)).collect();
         let mut reference = reference.map(Vec::into_iter);
-        let items: Vec<TrainItem> = seqs
+        let sampled: Vec<Vec<f32>> = if self.uses_servers() {
+            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.sampled_logprobs.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        let is_weights = self.off_policy_correction(&sampled, &old, &mut values)?;
+        let mut items: Vec<TrainItem> = seqs
             .into_iter()
             .zip(old)
             .zip(advantages.iter().zip(finishes))
@@ -322,6 +353,13 @@ impl Trainer<'_> {
                 weight: if mask_truncated && finish == Some(FinishReason::Length) { 0.0 } else { 1.0 },
             })
             .collect();
+        if let Some(weights) = is_weights {
+            // Sequence-level truncated importance sampling: the weight scales the response's
+            // policy-gradient term, which is linear in its advantage.
+            for (item, w) in items.iter_mut().zip(weights) {
+                item.advantage *= w;
+            }
+        }
         values.insert("advantage/mean".into(), mean_std(&advantages.iter().map(|&a| a as f64).collect::<Vec<_>>()).0);
 
         let started = Instant::now();
@@ -339,6 +377,8 @@ impl Trainer<'_> {
         values.insert("time/old_logprobs".into(), t.old_logprobs);
         values.insert("time/reference".into(), t.reference);
         values.insert("time/update".into(), t.update);
+        // The next rollouts need this step's weights on the servers.
+        self.sync_servers(self.counters.global_step + 1, &mut values)?;
         values.insert("time/step".into(), step_started.elapsed().as_secs_f64());
         Ok(values)
     }

@@ -14,6 +14,7 @@ use longrl_rollout::RewardSet;
 use crate::checkpoint;
 use crate::optim::{self, AdamW};
 use crate::prompts::{RlPrompts, prepare_sft};
+use crate::servers::RolloutServers;
 use crate::state::Counters;
 
 /// The components of a run. `reference` is needed (and only kept) when the algorithm asks for
@@ -86,6 +87,8 @@ pub struct Trainer<'a> {
     eval: Option<EvalHook<'a>>,
     pub(super) progress: ProgressBar,
     steps_this_process: u64,
+    /// `[rollout]` servers, when RL rollouts are drawn from them.
+    pub(crate) servers: Option<RolloutServers>,
 }
 
 impl<'a> Trainer<'a> {
@@ -174,6 +177,7 @@ impl<'a> Trainer<'a> {
             eval,
             progress: ProgressBar::hidden(),
             steps_this_process: 0,
+            servers: None,
         };
         trainer.progress = trainer.make_progress();
         Ok(trainer)

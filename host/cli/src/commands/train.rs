@@ -141,6 +141,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let components = Components { policy, reference, algorithm, curriculum, sampler, rewards, names };
     let mut trainer = Trainer::new(options, components, rl_examples, sft_examples, resume.as_deref(), hook)?;
+    if config.rollout.is_remote() {
+        trainer.use_rollout_servers(&config.rollout)?;
+    }
     let outcome = trainer.run()?;
     drop(trainer);
     let plots = plot::plot_run(&config.run_dir, &config.run_dir.join("plots"))?;
