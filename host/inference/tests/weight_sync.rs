@@ -109,7 +109,7 @@ fn vllm_weight_transfer_calls_come_in_order_and_point_at_a_complete_directory() 
     let out = remote.generate(vec![group(), group()]).unwrap();
     assert!(out.iter().all(|o| o.weight_version == 0));
     // The policy's contract: sample j of prompt i at i * n + j, one seed per prompt.
-    let params = GenerationParams { max_new_tokens: 2, n: 2, ..GenerationParams::default() };
+    let params = GenerationParams { max_new_tokens: 2, rollouts: 2, ..GenerationParams::default() };
     let flat = remote.generate_like_policy(&[vec![3, 4], vec![30, 4]], &params, &[1, 2]).unwrap();
     let firsts: Vec<u32> = flat.iter().map(|g| g.tokens[0]).collect();
     assert_eq!(firsts, vec![3, 4, 30, 31]);
