@@ -1,7 +1,7 @@
 //! A loss built by plugin code joins the host's autograd graph.
 
 use longrl_core::api::{ComponentContext, LossInputs, LossNormalizer};
-use longrl_host::plugins::PluginSet;
+use longrl_plugins::PluginSet;
 use longrl_tests::plugin_library;
 use tch::{Kind, Tensor};
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use longrl_host::config::{Config, ConfigSources};
+use longrl_config::{Config, ConfigSources};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

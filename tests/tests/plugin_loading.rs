@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use longrl_core::api::{ComponentContext, ComponentKind, RewardInput};
-use longrl_host::plugins::{LoadError, PluginLibrary, PluginSet};
+use longrl_plugins::{LoadError, PluginLibrary, PluginSet};
 use longrl_tests::{artifact_dir, plugin_library, redact_paths};
 
 fn example() -> PathBuf {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use longrl_core::api::ComponentContext;
-use longrl_host::plugins::PluginSet;
+use longrl_plugins::PluginSet;
 use longrl_tests::plugin_library;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};

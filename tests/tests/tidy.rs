@@ -108,7 +108,7 @@ fn the_cli_reference_is_generated_from_the_binary() {
 #[test]
 fn the_configuration_reference_documents_every_key() {
     let doc = read("docs/configuration.md");
-    let defaults = toml::Value::try_from(longrl_host::config::Config::default()).unwrap();
+    let defaults = toml::Value::try_from(longrl_config::Config::default()).unwrap();
     let mut missing = Vec::new();
     let toml::Value::Table(top) = defaults else { panic!("config is a table") };
     for (section, value) in &top {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: one entry for every chore. Built apart from the workspace (its own target dir),
 //! so it runs before libtorch exists and never rebuilds the main workspace's artifacts.
 
+mod browser;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,7 @@ fn main() -> Result<()> {
         Chore::Setup => setup::run(&root),
         Chore::Test { args } => {
             setup::run(&root)?;
+            browser::ensure_chromium();
             build(&root, false)?;
             let mut cmd = cargo(&root);
             cmd.args(["test", "--workspace"]).args(args);

@@ -1,0 +1,225 @@
+//! `longrl train`: the SFT warm-up, then the RL phases of the curriculum, evaluation after each
+//! stage, `report.md` and curves at the end. `--dry-run` prints the plan without training.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use longrl_core::api::{ComponentContext, GenerationParams, Policy};
+
+use crate::cli::GlobalArgs;
+use longrl_config::{Config, resolve};
+use longrl_data::{self as data, Example, LoadOptions};
+use longrl_eval::stages::{self, StageEvalSpec};
+use longrl_eval::{self as eval, EvalSpec};
+use longrl_metrics::plot;
+use longrl_plugins::PluginSet;
+use longrl_rollout::RewardSet;
+use longrl_train::{Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Continue from the latest checkpoint of the run directory, or from the checkpoint DIR.
+    // `Option<Option<_>>`: absent, `--resume` alone, or `--resume DIR` (an empty default value
+    // would be refused by clap's path parser).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
+    /// Run directory (overrides `run_dir` of the config).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Validate the config, load the plugins and print the plan; train nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut config = global.load_config()?;
+    if let Some(dir) = &args.run_dir {
+        config.run_dir = dir.clone();
+    }
+    config.run_dir = resolve(&config.run_dir);
+    config.train.validate(&config.sft)?;
+    let overlong = config.data.overlong_policy()?;
+    let plugins = global.load_plugins(&config)?;
+    let device = longrl_core::device::device_name(config.device.resolve()?);
+    let ctx = ComponentContext { run_dir: Some(config.run_dir.clone()), seed: config.seed, device: device.clone() };
+
+    let algorithm = plugins.algorithm(&config.algorithm.name, &config.algorithm.config, &ctx)?;
+    let curriculum = plugins.curriculum(&config.curriculum.name, &config.curriculum.config, &ctx)?;
+    let sampler = plugins.sampler(&config.sampler.name, &config.sampler.config, &ctx)?;
+    let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
+    let settings = algorithm.settings();
+    let mut missing = Vec::new();
+    for (key, files) in [
+        ("data.train_files", &config.data.train_files),
+        ("data.sft_files", &config.data.sft_files),
+        ("data.eval_files", &config.data.eval_files),
+    ] {
+        for f in files.iter().filter(|f| !f.exists()) {
+            // A dry run plans a reproduction before its data is downloaded: list, don't stop.
+            if !args.dry_run {
+                anyhow::bail!("config key `{key}`: {} does not exist", f.display());
+            }
+            missing.push(format!("  `{key}`: {}", f.display()));
+        }
+    }
+    if args.dry_run {
+        let mut used = vec![
+            format!("policy/{}", config.policy.name),
+            format!("algorithm/{}", config.algorithm.name),
+            format!("curriculum/{}", config.curriculum.name),
+            format!("sampler/{}", config.sampler.name),
+        ];
+        used.extend(config.reward.components.iter().map(|c| format!("reward/{}", c.name)));
+        if plugins.info(longrl_core::api::ComponentKind::Policy, &config.policy.name).is_none() {
+            anyhow::bail!("no policy plugin named `{}` was found", config.policy.name);
+        }
+        print!("{}", plan::render(&config, &curriculum.phases(), &settings, &device, &used)?);
+        if !missing.is_empty() {
+            println!("missing (needed before a real run):\n{}", missing.join("\n"));
+        }
+        return Ok(());
+    }
+
+    let resume = match &args.resume {
+        None => {
+            if let Some(existing) = checkpoint::latest(&config.run_dir)? {
+                anyhow::bail!(
+                    "{} already holds checkpoints (latest {}): pass --resume to continue that run, or choose another --run-dir",
+                    config.run_dir.display(),
+                    existing.display()
+                );
+            }
+            None
+        }
+        Some(None) => Some(
+            checkpoint::latest(&config.run_dir)?
+                .with_context(|| format!("--resume: {} has no complete checkpoint", config.run_dir.display()))?,
+        ),
+        Some(Some(dir)) => Some(resolve(dir)),
+    };
+    std::fs::create_dir_all(&config.run_dir).with_context(|| format!("creating {}", config.run_dir.display()))?;
+    std::fs::write(config.run_dir.join("config.toml"), config.to_toml()?)?;
+
+    let policy = plugins.policy(&config.policy.name, &config.policy.config, &ctx)?;
+    let reference = if settings.needs_reference {
+        Some(plugins.policy(&config.policy.name, &config.policy.config, &ctx)?)
+    } else {
+        None
+    };
+    let rl_examples = if config.train.enabled {
+        data::load_examples(&config.data.train_files, &LoadOptions::train(&config.data))?
+    } else {
+        Vec::new()
+    };
+    let sft_examples = if config.sft.enabled {
+        data::load_sft_examples(&config.data.sft_files, config.data.max_sft_examples)?
+    } else {
+        Vec::new()
+    };
+    let eval_examples = if config.eval.enabled {
+        data::load_examples(&config.data.eval_files, &LoadOptions::eval(&config.data))?
+    } else {
+        Vec::new()
+    };
+    let hook = eval_hook(&config, &plugins, &ctx, eval_examples)?;
+
+    let options = TrainOptions {
+        run_dir: config.run_dir.clone(),
+        seed: config.seed,
+        sft: config.sft.clone(),
+        train: config.train.clone(),
+        overlong,
+        length_cache: config.data.cache_lengths.then(|| config.run_dir.join("cache")),
+        accuracy_threshold: config.reward.max_score,
+        stop_after_steps: None,
+    };
+    let components = Components { policy, reference, algorithm, curriculum, sampler, rewards };
+    let mut trainer = Trainer::new(options, components, rl_examples, sft_examples, resume.as_deref(), hook)?;
+    let outcome = trainer.run()?;
+    drop(trainer);
+    let plots = plot::plot_run(&config.run_dir, &config.run_dir.join("plots"))?;
+    let report = stages::write_report(&config.run_dir, &benchmark_tables(&config.run_dir)?)?;
+    if outcome == Outcome::Finished {
+        println!("training finished: {}", config.run_dir.display());
+    }
+    println!("metrics: {}", config.run_dir.join("metrics.jsonl").display());
+    println!("curves: {} file(s) in {}", plots.len(), config.run_dir.join("plots").display());
+    println!("report: {}", report.display());
+    Ok(())
+}
+
+/// The evaluation after each stage: the run's held-out examples (`data.eval_files`, scored with the
+/// training rewards and broken down by bucket and kind) and the benchmarks of `[eval]` when any.
+fn eval_hook<'a>(
+    config: &'a Config,
+    plugins: &'a PluginSet,
+    ctx: &'a ComponentContext,
+    examples: Vec<Example>,
+) -> anyhow::Result<Option<EvalHook<'a>>> {
+    if !config.eval.enabled {
+        tracing::info!("evaluation after each stage is off (`eval.enabled = false`)");
+        return Ok(None);
+    }
+    let e = &config.eval;
+    let spec = StageEvalSpec {
+        generation: GenerationParams {
+            max_new_tokens: e.max_output_tokens,
+            temperature: e.temperature,
+            top_p: e.top_p,
+            top_k: 0,
+            seed: e.seed,
+            stop: config.train.stop.clone(),
+            n: e.samples.max(1),
+            prefill_chunk: e.prefill_chunk,
+        },
+        max_input_tokens: e.max_input_tokens as usize,
+        batch_prompts: e.batch_prompts.max(1) as usize,
+        correct_at: config.reward.max_score,
+    };
+    let rewards = RewardSet::from_config(&config.reward, plugins, ctx)?;
+    let benchmarks = if e.benchmarks.is_empty() {
+        None
+    } else {
+        Some((EvalSpec::from_config(e, "policy")?, eval::eval_rewards(plugins, e, ctx)?))
+    };
+    if examples.is_empty() && benchmarks.is_none() {
+        anyhow::bail!(
+            "`eval.enabled` is true but there is nothing to evaluate: set `data.eval_files` or `eval.benchmarks`"
+        );
+    }
+    let run_dir = config.run_dir.clone();
+    Ok(Some(Box::new(move |policy: &mut dyn Policy, stage: &str| {
+        if !examples.is_empty() {
+            let result = stages::evaluate_examples(policy, &rewards, &examples, &spec, stage)?;
+            tracing::info!(stage, accuracy = result.overall.accuracy, n = result.overall.n, "stage evaluation");
+            stages::record_stage(&run_dir, &result)?;
+        }
+        if let Some((spec, rewards)) = &benchmarks {
+            let mut spec = spec.clone();
+            spec.label = format!("after {stage}");
+            let out = run_dir.join("eval").join(stage);
+            eval::run_eval(policy, rewards, &spec, Some(&out))?;
+        }
+        stages::write_report(&run_dir, &benchmark_tables(&run_dir)?)?;
+        Ok(())
+    })))
+}
+
+/// `summary.md` of each stage's benchmark evaluation, in stage order of completion.
+fn benchmark_tables(run_dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = run_dir.join("eval");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let summary = entry.path().join("summary.md");
+        if summary.exists() {
+            let modified = entry.metadata()?.modified()?;
+            out.push((modified, entry.file_name().to_string_lossy().to_string(), std::fs::read_to_string(summary)?));
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, stage, md)| (stage, md)).collect())
+}
