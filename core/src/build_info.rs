@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever a trait or FFI type of [`crate::abi`] changes shape or meaning.
 ///
 /// v2: plugins declare themselves in a `.longrl_plugin` section read before the library is opened;
-/// a plugin may be built without tensor support; the root module's fields were reordered.
+/// a plugin may be built without tensor support; the root module's fields were reordered; the
+/// curriculum's advance crosses the ABI as JSON.
 pub const ABI_VERSION: u32 = 2;
 /// The tch version the core is pinned to (`tidy` tests keep it equal to Cargo.lock's).
 pub const TCH_VERSION: &str = "0.26.0";

@@ -1,4 +1,6 @@
-//! Compiles `csrc/recompute.cpp`, the libtorch autograd function behind `src/recompute.rs`, and
+//! Compiles `csrc/recompute.cpp`, the libtorch autograd function behind `src/recompute.rs`,
+//! `csrc/attention.cpp`, the merged multi-part attention behind `src/attention.rs`,
+//! `csrc/device.cpp`, the accelerator memory statistics behind `src/device.rs`, and
 //! `csrc/onednn.cpp`, the packed-weight oneDNN linear behind `src/onednn.rs`,
 //! against the same libtorch as torch-sys (the `LIBTORCH` directory that `.cargo/config.toml`
 //! sets), with the flags torch-sys and torch.utils.cpp_extension use: the libtorch's C++11 ABI
@@ -11,6 +13,8 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=csrc/recompute.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn.cpp");
+    println!("cargo:rerun-if-changed=csrc/attention.cpp");
+    println!("cargo:rerun-if-changed=csrc/device.cpp");
     println!("cargo:rerun-if-changed=csrc/ffi_guard.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
@@ -27,6 +31,8 @@ fn main() {
         .cpp(true)
         .file("csrc/recompute.cpp")
         .file("csrc/onednn.cpp")
+        .file("csrc/attention.cpp")
+        .file("csrc/device.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .std("c++20")

@@ -67,11 +67,15 @@ def gb(n):
     return "-" if n is None else f"{n / 1e9:.2f} GB"
 
 
-def best_of(repeat, cmd):
+def best_of(repeat, cmd, derive=None):
     """Run `cmd` `repeat` times (each its own process) and keep, for every rate (`*_per_second`),
     the best run's figure and, for memory, the largest peak: on a shared machine other work only
-    ever slows a run down, so the best of a few is the steadiest estimate of what the code does."""
+    ever slows a run down, so the best of a few is the steadiest estimate of what the code does.
+    `derive(run)` adds figures computed from each run's own output before the best is taken."""
     runs = [run_json(cmd) for _ in range(repeat)]
+    if derive is not None:
+        for run in runs:
+            derive(run)
     best = dict(runs[0])
     for key in best:
         values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]

@@ -19,8 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Chore {
-    /// Create .venv with torch 2.13.0 and the test oracles, and link libtorch as .libtorch.
-    Setup,
+    /// Create .venv with torch 2.13.0 and the test oracles, link libtorch as .libtorch, and fetch
+    /// the headers of the c10d shim (core/dist) into .deps.
+    Setup {
+        /// Also install the CUDA headers of the NCCL build (automatic where an NVIDIA driver is present).
+        #[arg(long)]
+        cuda: bool,
+    },
     /// Build every plugin library, then run every test of the workspace on CPU.
     Test {
         /// Extra arguments passed to `cargo test` (after `--workspace`).
@@ -82,7 +87,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = repo_root();
     match cli.command {
-        Chore::Setup => setup::run(&root),
+        Chore::Setup { cuda } => setup::run_with(&root, setup::Options { cuda }),
         Chore::Test { args } => {
             setup::run(&root)?;
             browser::ensure_chromium();
@@ -130,6 +135,10 @@ fn main() -> Result<()> {
                 Err(_) => println!("(no report.md was written)"),
             }
             println!("run directory: {}", run_dir.display());
+            println!(
+                "These figures are one run of one seed; on a model this small RL varies from seed to seed. \
+                 docs/results.md has the recipe over several seeds (`longrl sweep`), with the command that makes them."
+            );
             Ok(())
         }
         Chore::Build { release } => {

@@ -146,8 +146,9 @@ impl api::Curriculum for HostCurriculum {
         })
     }
     fn advance(&mut self, progress: api::PhaseProgress) -> Result<api::PhaseTransition> {
-        let json = lift(&self.label, "advance", self.inner.advance(progress.steps, progress.epochs))?;
-        parse(&self.label, "advance", json)
+        let progress = json(&progress)?;
+        let reply = lift(&self.label, "advance", self.inner.advance(progress.as_str().into()))?;
+        parse(&self.label, "advance", reply)
     }
     fn save_state(&self) -> Result<Vec<u8>> {
         Ok(lift(&self.label, "save_state", self.inner.save_state())?.into_vec())

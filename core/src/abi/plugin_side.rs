@@ -143,8 +143,11 @@ impl CurriculumAbi for CurriculumGuard {
     fn current_phase(&self) -> FfiResult<u64> {
         guard(|| Ok(self.0.current_phase()? as u64))
     }
-    fn advance(&mut self, steps: u64, epochs: u64) -> FfiResult<RString> {
-        guard(|| to_json(&self.0.advance(api::PhaseProgress { steps, epochs })?))
+    fn advance(&mut self, progress_json: RStr<'_>) -> FfiResult<RString> {
+        guard(|| {
+            let progress: api::PhaseProgress = serde_json::from_str(progress_json.as_str())?;
+            to_json(&self.0.advance(progress)?)
+        })
     }
     fn save_state(&self) -> FfiResult<RVec<u8>> {
         guard(|| Ok(self.0.save_state()?.into()))

@@ -40,7 +40,7 @@ pub trait AlgorithmAbi: Send {
 pub trait CurriculumAbi: Send {
     fn phases(&self) -> FfiResult<RString>;
     fn current_phase(&self) -> FfiResult<u64>;
-    fn advance(&mut self, steps: u64, epochs: u64) -> FfiResult<RString>;
+    fn advance(&mut self, progress_json: RStr<'_>) -> FfiResult<RString>;
     fn save_state(&self) -> FfiResult<RVec<u8>>;
     #[sabi(last_prefix_field)]
     fn load_state(&mut self, state: RSlice<'_, u8>) -> FfiResult<()>;

@@ -29,7 +29,8 @@ pub struct LossInputs {
 pub struct LossNormalizer {
     /// Unmasked response tokens in the mini-batch.
     pub tokens: f64,
-    /// Sequences in the mini-batch.
+    /// Sequences of the mini-batch with at least one unmasked token (fully masked ones stay out of
+    /// the seq-mean divisors, as in verl).
     pub sequences: f64,
     /// The longest response allowed (the Dr.GRPO constant of seq-mean-token-sum-norm).
     pub max_response_len: f64,
@@ -44,39 +45,14 @@ pub struct LossOutput {
     pub metrics: BTreeMap<String, f64>,
 }
 
-/// How the trainer should drive the algorithm.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the algorithm needs from the trainer. The batch schedule the host executes (mini-batches,
+/// epochs, dynamic sampling's rounds, masking truncated responses) is the `[train]` config's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlgorithmSettings {
-    /// Passes over each rollout batch.
-    pub epochs: u32,
-    /// Prompts (groups) per optimizer step.
-    pub mini_batch_prompts: u32,
     /// Keep a frozen reference policy and pass its log-probs.
     pub needs_reference: bool,
     /// Pass per-token entropy (entropy bonus or metrics).
     pub needs_entropy: bool,
-    /// DAPO dynamic sampling: drop groups whose rewards are all equal and generate more.
-    pub dynamic_sampling: bool,
-    /// Generation rounds allowed to fill one batch under dynamic sampling.
-    pub max_gen_batches: u32,
-    /// Exclude truncated (finish = length) responses from the loss.
-    pub mask_truncated: bool,
-}
-
-impl Default for AlgorithmSettings {
-    /// The plainest loop: one pass, one prompt per optimizer step, no reference, entropy, dynamic
-    /// sampling or masking.
-    fn default() -> Self {
-        AlgorithmSettings {
-            epochs: 1,
-            mini_batch_prompts: 1,
-            needs_reference: false,
-            needs_entropy: false,
-            dynamic_sampling: false,
-            max_gen_batches: 1,
-            mask_truncated: false,
-        }
-    }
 }
 
 /// Every method may fail: the host stops with the error (naming the plugin) rather than guess a value.
@@ -85,7 +61,8 @@ pub trait Algorithm: Send {
     fn settings(&self) -> Result<AlgorithmSettings>;
     /// Reward after length shaping (DAPO's overlong penalty); identity when shaping is off.
     fn shape_reward(&self, reward: f32, response_len: u32, max_response_len: u32) -> Result<f32>;
-    /// Whether a group takes part in the update (dynamic sampling); always true when that is off.
+    /// Whether a group takes part in the update under dynamic sampling (`train.dynamic_sampling`;
+    /// not asked when that is off).
     fn keep_group(&self, rewards: &[f32]) -> Result<bool>;
     /// One advantage per rollout. `rewards` is laid out group after group; `group_sizes` sums to its length.
     fn advantages(&self, rewards: &[f32], group_sizes: &[u32]) -> Result<Vec<f32>>;

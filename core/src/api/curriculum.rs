@@ -30,10 +30,14 @@ impl PhaseSpec {
 }
 
 /// Progress within the current phase, reported by the trainer after each step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseProgress {
     pub steps: u64,
     pub epochs: u64,
+    /// The step's accuracy: the share of its rollouts whose raw reward reaches the trainer's
+    /// accuracy threshold (metric `accuracy`); `None` when the trainer does not report it.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,8 +31,8 @@ pub struct GenerationParams {
     /// Generation of a sequence stops once its text contains one of these (the stop string is kept
     /// out of the returned text, as OpenAI-compatible servers do).
     pub stop: Vec<String>,
-    /// Rollouts per prompt: output `i * n + j` is the j-th sample of prompt i.
-    pub n: u32,
+    /// Rollouts per prompt (G): output `i * rollouts + j` is the j-th rollout of prompt i.
+    pub rollouts: u32,
     /// Prefill long prompts this many tokens at a time (0: all at once).
     pub prefill_chunk: u32,
 }
@@ -46,7 +46,7 @@ impl Default for GenerationParams {
             top_k: 0,
             seed: 0,
             stop: Vec::new(),
-            n: 1,
+            rollouts: 1,
             prefill_chunk: 0,
         }
     }
@@ -140,7 +140,7 @@ pub trait Policy: Send {
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String>;
     /// Render messages with the model's chat template (as `apply_chat_template(tokenize=False)`).
     fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String>;
-    /// Sample `params.n` responses for each prompt, under no-grad.
+    /// Sample `params.rollouts` responses for each prompt, under no-grad.
     fn generate(&mut self, prompts: &[Vec<u32>], params: &GenerationParams) -> Result<GenerateOutput>;
     /// Log-probabilities of each response token given its prompt and the tokens before it.
     fn logprobs(&mut self, batch: &[Sequence], options: &LogprobOptions) -> Result<LogprobOutput>;

@@ -31,7 +31,7 @@ fn rule_rewards(plugins: &PluginSet) -> RewardSet {
 fn longbench_dir() -> PathBuf {
     let dir = match std::env::var_os("LONGBENCH_ROWS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/longbench"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/longbench"),
     };
     assert!(dir.is_dir(), "{} is missing (set LONGBENCH_ROWS_DIR to the LongBench rows)", dir.display());
     dir
@@ -226,8 +226,9 @@ fn cli_scores_predictions_and_writes_the_summary() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    // h1's four responses: two right.
-    assert!(stdout.contains("| preds | 50.0 | 50.0 |"), "{stdout}");
+    // h1's four responses: three right, as the official eval scripts score them (`longrl eval`'s
+    // default protocol): the one without `</think>` is read whole (the RL reward would give it 0).
+    assert!(stdout.contains("| preds | 75.0 | 75.0 |"), "{stdout}");
     assert!(stdout.contains("hotpotqa: 2 prediction(s) for rows past --limit left out"), "{stdout}");
 }
 

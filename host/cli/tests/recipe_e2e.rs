@@ -157,10 +157,10 @@ fn train_args(data: &Path, run_dir: &Path, resume: bool) -> Vec<String> {
         "sft.batch_size=4".into(),
         "sft.micro_batch_size=4".into(),
         "sft.warmup_steps=1".into(),
-        "algorithm.config.mini_batch_prompts=2".into(),
+        "train.mini_batch_prompts=2".into(),
         "algorithm.config.overlong_buffer=4".into(),
         // An untrained model scores 0 on every rollout: dynamic sampling would find no group to keep.
-        "algorithm.config.dynamic_sampling=false".into(),
+        "train.dynamic_sampling=false".into(),
         "sampler.name=\"retrospective\"".into(),
         "train.enabled=true".into(),
         "train.batch_prompts=2".into(),
@@ -262,10 +262,20 @@ fn tiny_recipe_runs_end_to_end_and_a_killed_run_resumes_to_the_same_metrics() {
         assert_eq!(s.overall.n, 12, "{s:?}");
         assert_eq!(s.by_bucket.keys().collect::<Vec<_>>(), ["128", "256"], "{s:?}");
         assert_eq!(s.by_kind.values().map(|c| c.n).sum::<usize>(), 12, "{s:?}");
+        assert_eq!(s.questions.len(), 12, "per-question scores, for paired comparisons: {s:?}");
     }
     let report = std::fs::read_to_string(straight.join("report.md")).unwrap();
     for needle in ["### By length bucket", "### By question kind", "| after | 128 | 256 | all |", "## Training curves"]
     {
+        assert!(report.contains(needle), "report.md lacks `{needle}`:\n{report}");
+    }
+    // The longest bucket after the last phase against after SFT, paired over the same questions, and
+    // how many seeds stand behind the figures.
+    for needle in [
+        "### Longest bucket (256 tokens): after `long` against after `sft`",
+        "paired over the same 4 questions",
+        "Seeds: these figures are one run (seed 0), so one seed.",
+    ] {
         assert!(report.contains(needle), "report.md lacks `{needle}`:\n{report}");
     }
     for table in report.split("### ").skip(1).take(2) {

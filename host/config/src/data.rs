@@ -12,7 +12,8 @@ pub const DEFAULT_DATA_SOURCE: &str = "docqa";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverlongPolicy {
-    /// Keep the head and the tail of the document, as the reference harness does.
+    /// Keep the head and the tail of the last user message (the host's one truncation rule, as the
+    /// reference harness does).
     TruncateMiddle,
     Skip,
 }

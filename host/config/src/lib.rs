@@ -3,6 +3,7 @@
 //! Unknown keys are errors that name the key and where it came from.
 
 mod data;
+mod dist;
 mod eval;
 mod train;
 
@@ -13,12 +14,20 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use longrl_core::device::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
+pub use longrl_inference::config::RolloutConfig;
+
 pub use data::*;
+pub use dist::*;
 pub use eval::*;
 pub use train::*;
 
 /// Environment variables with the `LONGRL_` prefix that are not config keys.
 const NON_CONFIG_ENV: &[&str] = &["PLUGIN_PATH", "LOG"];
+
+/// Keys of the batch schedule the host executes, which algorithm tables held before they moved to
+/// `[train]`: an algorithm table naming one is refused with where it went.
+const MOVED_TO_TRAIN: &[&str] =
+    &["mini_batch_prompts", "epochs", "dynamic_sampling", "max_gen_batches", "mask_truncated"];
 
 /// One component: which one (`name`) and its own config table, passed to it as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +93,10 @@ pub struct Config {
     pub data: DataConfig,
     pub sft: SftConfig,
     pub train: TrainConfig,
+    /// Where RL rollouts are generated: the policy itself, or vLLM / SGLang servers.
+    pub rollout: RolloutConfig,
     pub eval: EvalConfig,
+    pub dist: DistConfig,
 }
 
 impl Default for Config {
@@ -103,7 +115,9 @@ impl Default for Config {
             data: DataConfig::default(),
             sft: SftConfig::default(),
             train: TrainConfig::default(),
+            rollout: RolloutConfig::default(),
             eval: EvalConfig::default(),
+            dist: DistConfig::default(),
         }
     }
 }
@@ -157,7 +171,19 @@ impl Config {
         if self.reward.components.is_empty() {
             anyhow::bail!("config key `reward.components`: at least one reward is needed");
         }
-        Ok(())
+        if let Some(table) = self.algorithm.config.as_object() {
+            let moved: Vec<&str> = MOVED_TO_TRAIN.iter().copied().filter(|key| table.contains_key(*key)).collect();
+            if !moved.is_empty() {
+                let keys = |prefix: &str| moved.iter().map(|k| format!("`{prefix}{k}`")).collect::<Vec<_>>().join(", ");
+                anyhow::bail!(
+                    "config key(s) {}: the batch schedule moved to `[train]`: set {} instead",
+                    keys("algorithm.config."),
+                    keys("train.")
+                );
+            }
+        }
+        self.rollout.validate()?;
+        self.dist.validate()
     }
 
     pub fn to_toml(&self) -> anyhow::Result<String> {

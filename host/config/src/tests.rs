@@ -126,3 +126,66 @@ fn optimizer_keys_are_flat_in_both_sections() {
         "{err}"
     );
 }
+
+#[test]
+fn batch_schedule_keys_in_the_algorithm_table_say_where_they_moved() {
+    let file =
+        write_toml("[algorithm]\nname = \"grpo\"\n[algorithm.config]\nclip_high = 0.28\nmini_batch_prompts = 4\n");
+    let error = load(Some(file.path()), &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("`algorithm.config.mini_batch_prompts`") && error.contains("`train.mini_batch_prompts`"),
+        "{error}"
+    );
+    let error =
+        load(None, &["algorithm.config.dynamic_sampling=false", "algorithm.config.epochs=2"]).unwrap_err().to_string();
+    assert!(
+        error.contains("`train.dynamic_sampling`, `train.epochs`")
+            || error.contains("`train.epochs`, `train.dynamic_sampling`"),
+        "{error}"
+    );
+    // In `[train]` they are keys like any other.
+    let config =
+        load(None, &["train.mini_batch_prompts=4", "train.dynamic_sampling=false", "train.mask_truncated=true"])
+            .unwrap();
+    assert_eq!(
+        (config.train.mini_batch_prompts, config.train.dynamic_sampling, config.train.mask_truncated),
+        (4, false, true)
+    );
+    let bad = TrainConfig { max_gen_batches: 0, ..TrainConfig::default() };
+    assert!(bad.validate(&SftConfig::default()).unwrap_err().to_string().contains("train.max_gen_batches"));
+}
+
+#[test]
+fn dist_section_reads_and_refuses_what_is_not_offered() {
+    let config =
+        load(None, &["dist.backend=gloo", "dist.timeout_s=30", "dist.zero_stage=2", "dist.offload=optimizer"]).unwrap();
+    assert_eq!(
+        config.dist,
+        DistConfig {
+            backend: DistBackend::Gloo,
+            timeout_s: 30,
+            zero_stage: ZeroStage::Two,
+            offload: Offload::Optimizer
+        }
+    );
+    assert_eq!(config.dist.backend.as_str(), "gloo");
+    let err = load(None, &["dist.zero_stage=1"]).unwrap_err().to_string();
+    assert!(err.contains("dist.zero_stage") && err.contains("stage 1 is not offered"), "{err}");
+    let err = load(None, &["dist.backend=mpi"]).unwrap_err().to_string();
+    assert!(err.contains("dist.backend"), "{err}");
+    let err = load(None, &["dist.timeout_s=0"]).unwrap_err().to_string();
+    assert!(err.contains("dist.timeout_s"), "{err}");
+}
+
+#[test]
+fn rollout_section_loads_and_its_errors_name_the_key() {
+    let file = write_toml(
+        "[rollout]\nbackend = \"vllm\"\nurls = [\"http://a:8000\", \"http://b:8000\"]\n[rollout.weight_sync]\ndir = \"/shared/w\"\n",
+    );
+    let config = load(Some(file.path()), &[]).unwrap();
+    assert_eq!(config.rollout.servers(), vec!["http://a:8000", "http://b:8000"]);
+    let error = load(Some(file.path()), &["rollout.concurrency=0"]).unwrap_err().to_string();
+    assert!(error.contains("`rollout.concurrency`"), "{error}");
+    let error = load(None, &["rollout.backend=\"sglang\""]).unwrap_err().to_string();
+    assert!(error.contains("`rollout.url`"), "{error}");
+}

@@ -117,6 +117,18 @@ pub struct TrainConfig {
     /// Prompts drawn per generation round; dynamic sampling draws rounds until `batch_prompts` groups
     /// are kept (0: `batch_prompts`; the release script used 384 for a batch of 128).
     pub gen_batch_prompts: u32,
+    /// Prompts (groups) per optimizer step: each RL step takes `batch_prompts / mini_batch_prompts`
+    /// optimizer steps per epoch (recipe: 32).
+    pub mini_batch_prompts: u32,
+    /// Passes of the policy update over each step's rollouts (PPO epochs).
+    pub epochs: u32,
+    /// DAPO dynamic sampling: drop groups the algorithm finds uninformative (GRPO: rewards all equal)
+    /// and draw more prompts until `batch_prompts` groups are kept.
+    pub dynamic_sampling: bool,
+    /// Generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error.
+    pub max_gen_batches: u32,
+    /// Leave responses cut at the length limit (finish = length) out of the loss.
+    pub mask_truncated: bool,
     /// Rollouts per prompt (G).
     pub rollouts: u32,
     pub temperature: f32,
@@ -150,12 +162,18 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The QwenLong-L1 recipe: batch 128, G 8, lr 2e-6 constant, temperature 0.7, top-p 0.95.
+    /// The QwenLong-L1 recipe: batch 128 in mini-batches of 32, G 8, lr 2e-6 constant, temperature
+    /// 0.7, top-p 0.95, DAPO dynamic sampling over at most 10 generation rounds.
     fn default() -> Self {
         TrainConfig {
             enabled: true,
             batch_prompts: 128,
             gen_batch_prompts: 0,
+            mini_batch_prompts: 32,
+            epochs: 1,
+            dynamic_sampling: true,
+            max_gen_batches: 10,
+            mask_truncated: false,
             rollouts: 8,
             temperature: 0.7,
             top_p: 0.95,
@@ -181,6 +199,9 @@ impl TrainConfig {
         let positive = [
             ("train.batch_prompts", self.batch_prompts as f64),
             ("train.rollouts", self.rollouts as f64),
+            ("train.mini_batch_prompts", self.mini_batch_prompts as f64),
+            ("train.epochs", self.epochs as f64),
+            ("train.max_gen_batches", self.max_gen_batches as f64),
             ("train.micro_batch_size", self.micro_batch_size as f64),
             ("train.keep_checkpoints", self.keep_checkpoints as f64),
             ("sft.batch_size", sft.batch_size as f64),

@@ -1,6 +1,6 @@
 //! Prompt lengths in the policy's tokens (measured once, cached on disk) and the admission of
-//! examples under a phase's input limit: over-long prompts are truncated in the middle of the
-//! document or skipped, and counted either way.
+//! examples under a phase's input limit: over-long prompts are truncated by the host's one rule
+//! ([`crate::prompt`]) or skipped, and counted either way.
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub use longrl_config::OverlongPolicy;
 
 use super::Example;
-use super::truncate::truncate_middle;
+use crate::prompt::fit_user_message;
 
 /// Tokens of a prompt as the model sees it: chat template with the generation prompt, no extra
 /// special tokens (the template already holds them).
@@ -137,7 +137,7 @@ pub fn admit(
         let fitted = if length <= max_input_tokens {
             Some((example.clone(), length, false))
         } else if overlong == OverlongPolicy::TruncateMiddle {
-            truncate_document(example, length, max_input_tokens, policy)?.map(|(e, n)| (e, n, true))
+            fit_under(example, length, max_input_tokens, policy)?.map(|(e, n)| (e, n, true))
         } else {
             None
         };
@@ -169,9 +169,10 @@ pub fn admit(
     Ok(admission)
 }
 
-/// Cut the document of the last user turn (between `<text>` and `</text>`, else the whole turn) in the
-/// middle, at token level, until the prompt fits. `None` when even an empty document is too long.
-fn truncate_document(
+/// Fit an over-long prompt under `limit` tokens of the whole templated prompt by the crate's one
+/// truncation rule ([`crate::prompt`]): the last user message gets what the template and the other
+/// turns leave. `None` when even an empty user message is too long.
+fn fit_under(
     example: &Example,
     length: u64,
     limit: u64,
@@ -180,23 +181,19 @@ fn truncate_document(
     let Some(turn) = example.prompt.iter().rposition(|m| m.role == "user") else {
         return Ok(None);
     };
-    let content = &example.prompt[turn].content;
-    let (start, end) = document_span(content);
-    let document = policy.tokenize(&content[start..end], false)?;
-    let overhead = length.saturating_sub(document.len() as u64);
+    let user_tokens = policy.tokenize(&example.prompt[turn].content, false)?.len() as u64;
+    let overhead = length.saturating_sub(user_tokens);
     if overhead >= limit {
         return Ok(None);
     }
     let mut budget = (limit - overhead) as usize;
-    // Token boundaries can shift where the cut text meets its neighbours; shrink and retry.
+    // Token boundaries can shift where the kept halves meet; shrink and retry.
     for _ in 0..8 {
-        let kept = truncate_middle(&document, budget);
-        let text = policy.decode(&kept, false)?;
-        let mut truncated = example.clone();
-        truncated.prompt[turn].content = format!("{}{text}{}", &content[..start], &content[end..]);
-        let tokens = measure(policy, &truncated.prompt)?;
+        let mut fitted = example.clone();
+        fitted.prompt = fit_user_message(policy, &example.prompt, budget)?.messages;
+        let tokens = measure(policy, &fitted.prompt)?;
         if tokens <= limit {
-            return Ok(Some((truncated, tokens)));
+            return Ok(Some((fitted, tokens)));
         }
         let excess = (tokens - limit) as usize;
         if budget == 0 {
@@ -205,30 +202,4 @@ fn truncate_document(
         budget = budget.saturating_sub(excess.max(1));
     }
     Ok(None)
-}
-
-/// Byte range of the document inside a DocQA prompt, or the whole text.
-fn document_span(content: &str) -> (usize, usize) {
-    const OPEN: &str = "<text>\n";
-    const CLOSE: &str = "\n</text>";
-    if let Some(open) = content.find(OPEN) {
-        let start = open + OPEN.len();
-        if let Some(close) = content.rfind(CLOSE).filter(|&c| c >= start) {
-            return (start, close);
-        }
-    }
-    (0, content.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn document_span_finds_the_text_block() {
-        let p = crate::template::docqa_prompt("DOC BODY", "Q?");
-        let (s, e) = document_span(&p);
-        assert_eq!(&p[s..e], "DOC BODY");
-        assert_eq!(document_span("no markers"), (0, 10));
-    }
 }

@@ -4,9 +4,11 @@
 //! template and middle-truncated as the reference harness does ([`prompt`]), answered by a policy
 //! (K samples each) or taken from a predictions file ([`predictions`]), scored by the reward set
 //! (the `rule` reward routed by benchmark name, max'd with the `judge` when configured), and
-//! summarised with 95% intervals and pass@k ([`stats`], [`report`]).
+//! summarised with 95% intervals and pass@k ([`stats`], [`report`]); before/after accuracies on
+//! the same questions get a paired interval ([`paired`]).
 
 pub mod bench;
+pub mod paired;
 pub mod predictions;
 pub mod prompt;
 pub mod report;
@@ -17,41 +19,40 @@ use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use longrl_core::api::{ComponentContext, FinishReason, GenerationParams, Policy, RewardInput};
+use longrl_core::api::{ComponentContext, FinishReason, GenerationParams, Policy};
 use serde::Serialize;
 use serde_json::json;
 
 use longrl_config::EvalConfig;
 use longrl_plugins::PluginSet;
-use longrl_rollout::RewardSet;
+use longrl_rollout::{Group, LocalPolicy, Response, RewardSet, RolloutPrompt, RolloutSpec, roll_out, score_groups};
 
 pub use bench::{Bench, EvalRow, Suite};
 
 /// A sample counts as correct for pass@k when its score reaches this (rule and judge give 0 or 1).
 const CORRECT_SCORE: f32 = 1.0 - 1e-6;
 
-/// Reward inputs per `score` call.
-const SCORE_CHUNK: usize = 64;
-
 /// What to evaluate and how to generate.
 #[derive(Debug, Clone)]
 pub struct EvalSpec {
     pub suites: Vec<Suite>,
-    /// Responses per question (K).
-    pub samples: u32,
+    /// Responses per question (K, the rollouts of each prompt).
+    pub rollouts: u32,
     /// User messages longer than this many tokens are truncated in the middle.
     pub max_input_tokens: u32,
-    /// Sampling settings (`n` is set to `samples` and `seed` advanced per call).
+    /// Sampling settings (`rollouts` is set to K and `seed` advanced per call).
     pub generation: GenerationParams,
     /// Prompts per `generate` call.
     pub batch_prompts: usize,
     /// The model's name in the summary table.
     pub label: String,
+    /// The policy's component name (named in errors).
+    pub policy: String,
 }
 
 impl EvalSpec {
     /// Resolve the benchmark files of `config` and read their rows.
-    pub fn from_config(config: &EvalConfig, label: impl Into<String>) -> anyhow::Result<EvalSpec> {
+    pub fn from_config(config: &EvalConfig, label: impl Into<String>, policy: &str) -> anyhow::Result<EvalSpec> {
         let benches = Bench::parse_list(&config.benchmarks).context("config key `eval.benchmarks`")?;
         if config.samples == 0 {
             anyhow::bail!("config key `eval.samples`: must be at least 1");
@@ -70,27 +71,33 @@ impl EvalSpec {
             top_k: 0,
             seed: config.seed,
             stop: Vec::new(),
-            n: config.samples,
+            rollouts: config.samples,
             prefill_chunk: config.prefill_chunk,
         };
         Ok(EvalSpec {
             suites,
-            samples: config.samples,
+            rollouts: config.samples,
             max_input_tokens: config.max_input_tokens,
             generation,
             batch_prompts: config.batch_prompts.max(1) as usize,
             label: label.into(),
+            policy: policy.to_string(),
         })
     }
 }
 
-/// The rewards of an evaluation: the `rule` reward (its table from `eval.rule`), then the `judge`
+/// The rewards of an evaluation: the `rule` reward (its table from `eval.rule`, with `protocol =
+/// "eval"` unless the table sets one: the official evaluation scripts' rules), then the `judge`
 /// when `eval.judge_url` is set, combined by max and the judge asked only when the rule fails.
 pub fn eval_rewards(plugins: &PluginSet, config: &EvalConfig, ctx: &ComponentContext) -> anyhow::Result<RewardSet> {
-    let rule = if config.rule.is_null() { json!({}) } else { config.rule.clone() };
+    // The official evaluation scripts' protocol unless `eval.rule` names another.
+    let mut rule = if config.rule.is_null() { json!({}) } else { config.rule.clone() };
+    if let Some(table) = rule.as_object_mut() {
+        table.entry("protocol").or_insert_with(|| json!("eval"));
+    }
     let mut rewards = vec![("rule".to_string(), plugins.reward("rule", &rule, ctx)?)];
     if !config.judge_url.trim().is_empty() {
-        let judge = json!({ "url": config.judge_url, "model": config.judge_model });
+        let judge = json!({ "url": config.judge_url, "model": config.judge_model, "protocol": "eval" });
         rewards.push(("judge".to_string(), plugins.reward("judge", &judge, ctx)?));
     }
     Ok(RewardSet::new(rewards, true, 1.0))
@@ -183,13 +190,34 @@ impl EvalSummary {
     }
 }
 
-/// A question as answered, before scoring.
-struct Answered<'a> {
-    row: &'a EvalRow,
-    /// The user message the responses answer (what judges read the problem from).
-    prompt: String,
-    truncated: bool,
-    responses: Vec<(String, Option<FinishReason>)>,
+/// A row's prompt as the rewards see it (the benchmark name routes the reward).
+fn rollout_prompt<'a>(bench: Bench, row: &'a EvalRow, user: &'a str, ids: &'a [u32]) -> RolloutPrompt<'a> {
+    RolloutPrompt { ids, user, ground_truth: &row.gold, data_source: bench.name(), question: &row.question }
+}
+
+/// The results of one benchmark's questions from their scored groups.
+fn questions(rows: &[&EvalRow], truncated: &[bool], groups: Vec<Group>) -> Vec<QuestionResult> {
+    rows.iter()
+        .zip(truncated)
+        .zip(groups)
+        .map(|((row, &truncated), group)| QuestionResult {
+            id: row.id.clone(),
+            line: row.line,
+            gold: row.gold.clone(),
+            truncated,
+            samples: group
+                .rollouts
+                .into_iter()
+                .map(|r| SampleResult {
+                    response: r.text,
+                    score: r.score.score,
+                    decided_by: r.score.decided_by,
+                    details: r.score.details,
+                    finish: r.finish,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Generate K responses per question with `policy`, score them and summarise; with `out_dir`, write
@@ -202,15 +230,15 @@ pub fn run_eval(
     out_dir: Option<&Path>,
 ) -> anyhow::Result<EvalSummary> {
     check_sources(rewards, &spec.suites)?;
-    let samples = spec.samples.max(1) as usize;
-    let total: usize = spec.suites.iter().map(|s| s.evaluated * samples).sum();
+    let rollouts = spec.rollouts.max(1) as usize;
+    let total: usize = spec.suites.iter().map(|s| s.evaluated * rollouts).sum();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} responses ({elapsed} elapsed, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     let mut params = spec.generation.clone();
-    params.n = samples as u32;
+    params.rollouts = rollouts as u32;
     let mut call = 0u64;
     let mut results = Vec::new();
     for suite in &spec.suites {
@@ -224,30 +252,28 @@ pub fn run_eval(
                 })?;
                 built.push(prompt);
             }
-            let prompts: Vec<Vec<u32>> = built.iter().map(|p| p.tokens.clone()).collect();
-            params.seed = spec.generation.seed.wrapping_add(call);
+            let prompts: Vec<RolloutPrompt<'_>> =
+                chunk.iter().zip(&built).map(|(row, b)| rollout_prompt(suite.bench, row, &b.user, &b.ids)).collect();
+            let seed = spec.generation.seed.wrapping_add(call);
             call += 1;
-            let output = policy
-                .generate(&prompts, &params)
-                .with_context(|| format!("{}: generating for rows from line {}", suite.bench.name(), chunk[0].line))?;
-            if output.generations.len() != chunk.len() * samples {
-                anyhow::bail!(
-                    "the policy returned {} generations for {} prompts x {samples} samples",
-                    output.generations.len(),
-                    chunk.len()
-                );
-            }
-            for (i, (row, prompt)) in chunk.iter().zip(built).enumerate() {
-                let responses = output.generations[i * samples..(i + 1) * samples]
-                    .iter()
-                    // The reference strips the response before scoring.
-                    .map(|g| (g.text.trim().to_string(), Some(g.finish)))
-                    .collect();
-                answered.push(Answered { row, prompt: prompt.user, truncated: prompt.truncated, responses });
-            }
-            bar.inc((chunk.len() * samples) as u64);
+            let rollout = RolloutSpec {
+                params: params.clone(),
+                batch_prompts: 0,
+                seed_of_call: &|_| seed,
+                // The reference strips the response before scoring.
+                strip_responses: true,
+            };
+            let rolled =
+                roll_out(&mut LocalPolicy::new(policy, &spec.policy), rewards, &prompts, &rollout, &mut |_| {})
+                    .with_context(|| {
+                        format!("{}: generating for rows from line {}", suite.bench.name(), chunk[0].line)
+                    })?;
+            let rows: Vec<&EvalRow> = chunk.iter().collect();
+            let truncated: Vec<bool> = built.iter().map(|b| b.truncated).collect();
+            answered.extend(questions(&rows, &truncated, rolled.groups));
+            bar.inc((chunk.len() * rollouts) as u64);
         }
-        results.push(score_suite(rewards, suite.bench, answered, 0, 0)?);
+        results.push(BenchResult { bench: suite.bench, questions: answered, no_prediction: 0, beyond_limit: 0 });
     }
     bar.finish_and_clear();
     finish(&spec.label, results, Vec::new(), out_dir)
@@ -274,15 +300,19 @@ pub fn score_predictions(
     let mut results = Vec::new();
     for suite in suites {
         let responses = matched.responses.remove(&suite.bench).unwrap_or_default();
-        let mut answered = Vec::new();
+        let mut rows = Vec::new();
+        let mut users = Vec::new();
+        let mut groups = Vec::new();
         let mut no_prediction = 0;
         for (row, responses) in suite.evaluated_rows().iter().zip(responses) {
             if responses.is_empty() {
                 no_prediction += 1;
                 continue;
             }
-            let responses = responses.into_iter().map(|r| (r.trim().to_string(), None)).collect();
-            answered.push(Answered { row, prompt: prompt::user_message(row), truncated: false, responses });
+            rows.push(row);
+            users.push(prompt::user_message(row));
+            groups
+                .push(responses.into_iter().map(|text| Response { tokens: Vec::new(), text, finish: None }).collect());
         }
         if no_prediction > 0 {
             tracing::warn!(
@@ -291,7 +321,7 @@ pub fn score_predictions(
                 suite.evaluated
             );
         }
-        if answered.is_empty() {
+        if rows.is_empty() {
             anyhow::bail!(
                 "{}: no prediction for any of the {} evaluated rows of `{}` ({})",
                 predictions_file.display(),
@@ -300,8 +330,14 @@ pub fn score_predictions(
                 suite.file.display()
             );
         }
+        let prompts: Vec<RolloutPrompt<'_>> =
+            rows.iter().zip(&users).map(|(row, user)| rollout_prompt(suite.bench, row, user, &[])).collect();
+        // The reference strips the response before scoring.
+        let groups = score_groups(rewards, &prompts, groups, true)
+            .with_context(|| format!("scoring `{}`", suite.bench.name()))?;
         let beyond = matched.beyond_limit.get(&suite.bench).copied().unwrap_or(0);
-        results.push(score_suite(rewards, suite.bench, answered, no_prediction, beyond)?);
+        let questions = questions(&rows, &vec![false; rows.len()], groups);
+        results.push(BenchResult { bench: suite.bench, questions, no_prediction, beyond_limit: beyond });
     }
     let other = matched.other_benches.iter().map(|(b, n)| (b.name(), *n)).collect();
     finish(label, results, other, out_dir)
@@ -310,68 +346,6 @@ pub fn score_predictions(
 fn check_sources(rewards: &RewardSet, suites: &[Suite]) -> anyhow::Result<()> {
     let sources: Vec<String> = suites.iter().map(|s| s.bench.name().to_string()).collect();
     rewards.check_sources(&sources)
-}
-
-/// Score every response of a benchmark; the benchmark name is the reward's data source.
-fn score_suite(
-    rewards: &RewardSet,
-    bench: Bench,
-    answered: Vec<Answered<'_>>,
-    no_prediction: usize,
-    beyond_limit: usize,
-) -> anyhow::Result<BenchResult> {
-    let inputs: Vec<(usize, RewardInput)> = answered
-        .iter()
-        .enumerate()
-        .flat_map(|(q, a)| {
-            a.responses.iter().map(move |(response, _)| {
-                (
-                    q,
-                    RewardInput {
-                        response: response.clone(),
-                        ground_truth: a.row.gold.clone(),
-                        data_source: bench.name().to_string(),
-                        prompt: a.prompt.clone(),
-                        question: a.row.question.clone(),
-                    },
-                )
-            })
-        })
-        .collect();
-    let mut scores = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(SCORE_CHUNK) {
-        let batch: Vec<RewardInput> = chunk.iter().map(|(_, input)| input.clone()).collect();
-        let scored = rewards.score(&batch).with_context(|| format!("scoring `{}`", bench.name()))?;
-        if scored.len() != batch.len() {
-            anyhow::bail!("the rewards returned {} scores for {} responses", scored.len(), batch.len());
-        }
-        scores.extend(scored);
-    }
-    let mut scores = scores.into_iter();
-    let questions = answered
-        .into_iter()
-        .map(|a| QuestionResult {
-            id: a.row.id.clone(),
-            line: a.row.line,
-            gold: a.row.gold.clone(),
-            truncated: a.truncated,
-            samples: a
-                .responses
-                .into_iter()
-                .map(|(response, finish)| {
-                    let score = scores.next().expect("one score per response");
-                    SampleResult {
-                        response,
-                        score: score.score,
-                        decided_by: score.decided_by,
-                        details: score.details,
-                        finish,
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    Ok(BenchResult { bench, questions, no_prediction, beyond_limit })
 }
 
 /// The summary of one benchmark's results.

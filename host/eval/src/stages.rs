@@ -8,15 +8,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use longrl_core::api::{GenerationParams, Policy, RewardInput};
+use longrl_core::api::{GenerationParams, Policy};
 use serde::{Deserialize, Serialize};
 
-use longrl_data::Example;
-use longrl_data::prompt::prompt_text;
-use longrl_data::truncate::truncate_middle;
-use longrl_rollout::RewardSet;
+use longrl_data::{Example, prompt};
+use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, roll_out};
 
-use crate::stats::{difference_interval, wilson_interval};
+use crate::stats::{difference_interval, paired_difference_interval, wilson_interval};
 
 /// Accuracy of one group of questions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +35,16 @@ impl Cell {
     }
 }
 
+/// One question's score in a stage evaluation (the mean over its samples), kept so that two stages
+/// compare on the same questions (a paired interval) and sweeps can recompute any slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionScore {
+    pub id: String,
+    pub bucket: String,
+    pub kind: String,
+    pub score: f64,
+}
+
 /// One stage's evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageEval {
@@ -44,16 +52,21 @@ pub struct StageEval {
     pub overall: Cell,
     pub by_bucket: BTreeMap<String, Cell>,
     pub by_kind: BTreeMap<String, Cell>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<QuestionScore>,
 }
 
 /// How to answer the evaluation questions.
 #[derive(Debug, Clone)]
 pub struct StageEvalSpec {
     pub generation: GenerationParams,
+    /// User messages longer than this many tokens keep their first and last halves (0: no limit).
     pub max_input_tokens: usize,
     pub batch_prompts: usize,
     /// A sample scoring at least this counts as correct.
     pub correct_at: f32,
+    /// The policy's component name (named in errors).
+    pub policy: String,
 }
 
 fn label(example: &Example, key: &str) -> String {
@@ -72,54 +85,46 @@ pub fn evaluate_examples(
     spec: &StageEvalSpec,
     stage: &str,
 ) -> anyhow::Result<StageEval> {
-    let samples = spec.generation.n.max(1) as usize;
+    let budget = (spec.max_input_tokens > 0).then_some(spec.max_input_tokens);
     let mut per_question = Vec::with_capacity(examples.len());
-    for (c, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {
-        let mut texts = Vec::new();
-        let mut prompts = Vec::new();
-        for ex in chunk {
-            let text = prompt_text(policy, &ex.prompt).with_context(|| format!("eval example `{}`", ex.id))?;
-            let ids = policy.tokenize(&text, false)?;
-            prompts.push(if spec.max_input_tokens > 0 { truncate_middle(&ids, spec.max_input_tokens) } else { ids });
-            texts.push(text);
-        }
-        let mut params = spec.generation.clone();
-        params.seed = spec.generation.seed.wrapping_add(c as u64);
-        let out = policy.generate(&prompts, &params)?;
-        let inputs: Vec<RewardInput> = out
-            .generations
+    for (call, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {
+        let built = chunk
             .iter()
-            .enumerate()
-            .map(|(k, g)| {
-                let ex = &chunk[k / samples];
-                RewardInput {
-                    response: g.text.trim().to_string(),
-                    ground_truth: ex.ground_truth.clone(),
-                    data_source: ex.data_source.clone(),
-                    prompt: texts[k / samples].clone(),
-                    question: ex.question.clone(),
-                }
-            })
-            .collect();
-        let scores = rewards.score(&inputs)?;
-        for (i, ex) in chunk.iter().enumerate() {
-            let s = &scores[i * samples..(i + 1) * samples];
-            let acc = s.iter().filter(|x| x.score >= spec.correct_at).count() as f64 / samples as f64;
-            per_question.push((label(ex, "bucket"), label(ex, "kind"), acc));
+            .map(|ex| prompt::build(policy, &ex.prompt, budget).with_context(|| format!("eval example `{}`", ex.id)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let prompts: Vec<RolloutPrompt<'_>> =
+            chunk.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
+        let seed = spec.generation.seed.wrapping_add(call as u64);
+        let rollout = RolloutSpec {
+            params: GenerationParams { rollouts: spec.generation.rollouts.max(1), ..spec.generation.clone() },
+            batch_prompts: 0,
+            seed_of_call: &|_| seed,
+            strip_responses: true,
+        };
+        let rolled = roll_out(&mut LocalPolicy::new(policy, &spec.policy), rewards, &prompts, &rollout, &mut |_| {})?;
+        for (ex, group) in chunk.iter().zip(&rolled.groups) {
+            let correct = group.rollouts.iter().filter(|r| r.score.score >= spec.correct_at).count();
+            per_question.push(QuestionScore {
+                id: ex.id.clone(),
+                bucket: label(ex, "bucket"),
+                kind: label(ex, "kind"),
+                score: correct as f64 / group.rollouts.len() as f64,
+            });
         }
     }
-    let all: Vec<f64> = per_question.iter().map(|q| q.2).collect();
+    let all: Vec<f64> = per_question.iter().map(|q| q.score).collect();
     let mut buckets: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut kinds: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (b, k, a) in &per_question {
-        buckets.entry(b.clone()).or_default().push(*a);
-        kinds.entry(k.clone()).or_default().push(*a);
+    for q in &per_question {
+        buckets.entry(q.bucket.clone()).or_default().push(q.score);
+        kinds.entry(q.kind.clone()).or_default().push(q.score);
     }
     Ok(StageEval {
         stage: stage.to_string(),
         overall: Cell::of(&all),
         by_bucket: buckets.iter().map(|(k, v)| (k.clone(), Cell::of(v))).collect(),
         by_kind: kinds.iter().map(|(k, v)| (k.clone(), Cell::of(v))).collect(),
+        questions: per_question,
     })
 }
 
@@ -174,14 +179,57 @@ fn table(out: &mut String, title: &str, stages: &[StageEval], pick: impl Fn(&Sta
     let _ = writeln!(out);
 }
 
+/// The paired counts `[both, only before, only after, neither]` of the questions of `bucket`, when
+/// both stages scored the same questions 0 or 1 (one sample each); `None` otherwise.
+fn paired_counts(before: &StageEval, after: &StageEval, bucket: &str) -> Option<[usize; 4]> {
+    let scores = |s: &StageEval| -> BTreeMap<String, f64> {
+        s.questions.iter().filter(|q| q.bucket == bucket).map(|q| (q.id.clone(), q.score)).collect()
+    };
+    let (first, second) = (scores(before), scores(after));
+    if first.is_empty() || !first.keys().eq(second.keys()) {
+        return None;
+    }
+    let mut counts = [0usize; 4];
+    for (id, x) in &first {
+        let y = second[id];
+        if ![0.0, 1.0].contains(x) || ![0.0, 1.0].contains(&y) {
+            return None;
+        }
+        let slot = match (*x == 1.0, y == 1.0) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => 3,
+        };
+        counts[slot] += 1;
+    }
+    Some(counts)
+}
+
 /// Did RL help where the recipe aims it? The longest length bucket after the last RL stage against
-/// after SFT: the difference with its 95% interval (Newcombe), and a plain verdict.
+/// after SFT: the difference with its 95% interval (paired over the same questions when the stages
+/// recorded per-question scores of one sample each, else Newcombe's independent-samples interval),
+/// and a plain verdict.
 fn long_bucket_check(stages: &[StageEval]) -> Option<String> {
     let sft = stages.iter().find(|s| s.stage == "sft")?;
     let last = stages.iter().rev().find(|s| s.stage != "sft")?;
     let bucket = sft.by_bucket.keys().filter(|b| b.parse::<u64>().is_ok()).max_by_key(|b| column_order(b))?;
     let (before, after) = (sft.by_bucket.get(bucket)?, last.by_bucket.get(bucket)?);
-    let (d, lo, hi) = difference_interval(before.accuracy, before.n, after.accuracy, after.n);
+    let (d, lo, hi, method) = match paired_counts(sft, last, bucket) {
+        Some([both, only_before, only_after, neither]) => {
+            let (d, lo, hi) = paired_difference_interval(both, only_before, only_after, neither);
+            let n = both + only_before + only_after + neither;
+            let method = format!(
+                "paired over the same {n} questions: {only_after} right only after, {only_before} right only \
+                 before; Newcombe's square-and-add interval for paired proportions"
+            );
+            (d, lo, hi, method)
+        }
+        None => {
+            let (d, lo, hi) = difference_interval(before.accuracy, before.n, after.accuracy, after.n);
+            (d, lo, hi, "Newcombe's hybrid score interval for independent samples".to_string())
+        }
+    };
     let verdict = if lo > 0.0 {
         "RL improved the longest bucket: the interval of the difference lies above 0."
     } else if hi < 0.0 {
@@ -191,8 +239,8 @@ fn long_bucket_check(stages: &[StageEval]) -> Option<String> {
     };
     Some(format!(
         "### Longest bucket ({bucket} tokens): after `{}` against after `sft`\n\n\
-         {:.1}% -> {:.1}%: {:+.1} points, 95% interval of the difference [{:+.1}, {:+.1}] \
-         (Newcombe's hybrid score interval). {verdict}\n",
+         {:.1}% -> {:.1}%: {:+.1} points, 95% interval of the difference [{:+.1}, {:+.1}] ({method}). \
+         {verdict}\n",
         last.stage,
         100.0 * before.accuracy,
         100.0 * after.accuracy,
@@ -200,6 +248,19 @@ fn long_bucket_check(stages: &[StageEval]) -> Option<String> {
         100.0 * lo,
         100.0 * hi,
     ))
+}
+
+/// The seeds behind this report: one run, whose seed `RUN_DIR/config.toml` records.
+fn seeds_line(run_dir: &Path) -> String {
+    let seed = std::fs::read_to_string(run_dir.join("config.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("seed").and_then(|v| v.as_integer()));
+    let which = seed.map_or(String::new(), |s| format!(" (seed {s})"));
+    format!(
+        "Seeds: these figures are one run{which}, so one seed. On a model this small RL varies from seed to seed: \
+         `longrl sweep --seeds 0,1,2 ...` gives the mean over seeds with its interval (docs/results.md).\n"
+    )
 }
 
 /// Write `RUN_DIR/report.md` from the recorded stage evaluations, benchmark summaries (if any)
@@ -222,6 +283,7 @@ pub fn write_report(run_dir: &Path, benchmark_tables: &[(String, String)]) -> an
         if let Some(check) = long_bucket_check(&stages) {
             let _ = writeln!(out, "{check}");
         }
+        let _ = writeln!(out, "{}", seeds_line(run_dir));
     }
     for (stage, md) in benchmark_tables {
         let _ = writeln!(out, "## Benchmarks after {stage}\n\n{md}\n");
@@ -262,6 +324,7 @@ mod tests {
             overall: Cell::of(&[acc]),
             by_bucket: [("512".to_string(), Cell::of(&[acc])), ("2048".to_string(), Cell::of(&[acc, 0.0]))].into(),
             by_kind: [("lookup".to_string(), Cell::of(&[acc]))].into(),
+            questions: Vec::new(),
         };
         record_stage(dir.path(), &stage("sft", 0.0)).unwrap();
         record_stage(dir.path(), &stage("phase1", 1.0)).unwrap();
@@ -288,6 +351,7 @@ mod tests {
             overall: long.clone(),
             by_bucket: [("256".to_string(), cell(1, 2)), ("1024".to_string(), long)].into(),
             by_kind: BTreeMap::new(),
+            questions: Vec::new(),
         };
         let stages = [stage("sft", cell(10, 100)), stage("short", cell(20, 100)), stage("long", cell(40, 100))];
         let check = long_bucket_check(&stages).unwrap();
@@ -297,5 +361,56 @@ mod tests {
         let worse = [stage("sft", cell(40, 100)), stage("long", cell(10, 100))];
         assert!(long_bucket_check(&worse).unwrap().contains("made the longest bucket worse"));
         assert!(long_bucket_check(&stages[..1]).is_none(), "no RL stage, no comparison");
+    }
+
+    #[test]
+    fn long_bucket_check_pairs_the_same_questions() {
+        // 40 questions of 1024 tokens: 2 right before, 12 right after, 1 of them right both times.
+        let stage = |name: &str, right: &[usize]| {
+            let questions: Vec<QuestionScore> = (0..40)
+                .map(|i| QuestionScore {
+                    id: format!("q{i}"),
+                    bucket: "1024".into(),
+                    kind: "lookup".into(),
+                    score: if right.contains(&i) { 1.0 } else { 0.0 },
+                })
+                .collect();
+            let scores: Vec<f64> = questions.iter().map(|q| q.score).collect();
+            StageEval {
+                stage: name.into(),
+                overall: Cell::of(&scores),
+                by_bucket: [("1024".to_string(), Cell::of(&scores))].into(),
+                by_kind: BTreeMap::new(),
+                questions,
+            }
+        };
+        let after: Vec<usize> = (1..13).collect();
+        let stages = [stage("sft", &[0, 1]), stage("long", &after)];
+        assert_eq!(paired_counts(&stages[0], &stages[1], "1024"), Some([1, 1, 11, 27]));
+        let check = long_bucket_check(&stages).unwrap();
+        let (d, lo, hi) = paired_difference_interval(1, 1, 11, 27);
+        let expected = format!(
+            "+{:.1} points, 95% interval of the difference [{:+.1}, {:+.1}]",
+            100.0 * d,
+            100.0 * lo,
+            100.0 * hi
+        );
+        assert!(check.contains(&expected), "{check}\n{expected}");
+        assert!(
+            check.contains("paired over the same 40 questions: 11 right only after, 1 right only before"),
+            "{check}"
+        );
+        assert!(check.contains("RL improved the longest bucket"), "{check}");
+        // Several samples per question (fractional scores): the independent-samples interval.
+        let mut fractional = stages.clone();
+        fractional[1].questions[5].score = 0.5;
+        assert!(long_bucket_check(&fractional).unwrap().contains("independent samples"));
+    }
+
+    #[test]
+    fn the_report_says_how_many_seeds_stand_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), "seed = 7\n").unwrap();
+        assert!(seeds_line(dir.path()).starts_with("Seeds: these figures are one run (seed 7), so one seed."));
     }
 }

@@ -42,7 +42,7 @@ impl Policy for CharPolicy {
         let mut generations = Vec::new();
         for prompt in prompts {
             let text = self.decode(prompt, true)?;
-            for j in 0..params.n as usize {
+            for j in 0..params.rollouts as usize {
                 let response = (self.script)(&text, j);
                 generations.push(Generation {
                     tokens: vec![0; response.len()],
@@ -109,14 +109,15 @@ fn suite(bench: Bench, rows: Vec<EvalRow>) -> Suite {
     Suite { bench, file: format!("{}.jsonl", bench.name()).into(), rows, evaluated }
 }
 
-fn spec(suites: Vec<Suite>, samples: u32, max_input_tokens: u32) -> EvalSpec {
+fn spec(suites: Vec<Suite>, rollouts: u32, max_input_tokens: u32) -> EvalSpec {
     EvalSpec {
         suites,
-        samples,
+        rollouts,
         max_input_tokens,
         generation: GenerationParams { seed: 7, ..Default::default() },
         batch_prompts: 2,
         label: "fake".into(),
+        policy: "char".into(),
     }
 }
 
@@ -163,7 +164,7 @@ fn generation_scores_k_samples_with_mean_accuracy_and_pass_at_k() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].0, format!("<U>{}<A>", longrl_data::template::docqa_prompt("doc one", "a?")));
-    assert!(seen.iter().all(|(_, p)| p.n == 4));
+    assert!(seen.iter().all(|(_, p)| p.rollouts == 4));
     assert_eq!(seen.iter().map(|(_, p)| p.seed).collect::<Vec<_>>(), vec![7, 7, 8]);
     // The reward saw the stripped response, the bench name as data source and the user message.
     let inputs = inputs.lock().unwrap();

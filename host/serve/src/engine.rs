@@ -1,6 +1,7 @@
 //! The generation worker: one thread owns the policy (`Send`, not `Sync`) and serves jobs from a
 //! bounded queue, batching the jobs that wait together and share sampling settings into one
-//! `generate` call.
+//! `generate` call. Other work on the policy (loading weights, decoding tokens) goes through the
+//! same queue as a [`Task`], run in arrival order between batches.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -35,6 +36,14 @@ struct Job {
     reply: oneshot::Sender<Result<JobOutput, ApiError>>,
 }
 
+/// A closure run on the worker thread with the policy.
+pub type Task = Box<dyn FnOnce(&mut dyn Policy) + Send>;
+
+enum Work {
+    Generate(Job),
+    Task(Task),
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Prompts x samples gathered into one `generate` call at most.
@@ -58,7 +67,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    sender: Mutex<Option<SyncSender<Job>>>,
+    sender: Mutex<Option<SyncSender<Work>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     description: PolicyDescription,
 }
@@ -84,25 +93,34 @@ impl Engine {
     /// Queue a job and wait for its result.
     pub async fn submit(&self, prompts: Vec<PromptInput>, sampling: Sampling) -> Result<JobOutput, ApiError> {
         let (reply, result) = oneshot::channel();
-        let job = Job { prompts, sampling, reply };
-        {
-            let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(sender) = sender.as_ref() else {
-                return Err(ApiError::unavailable("the server is shutting down"));
-            };
-            match sender.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    return Err(
-                        ApiError::unavailable("too many requests are waiting; retry later").with_code("overloaded")
-                    );
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(ApiError::unavailable("the generation worker stopped"));
-                }
-            }
-        }
+        self.send(Work::Generate(Job { prompts, sampling, reply }))?;
         result.await.unwrap_or_else(|_| Err(ApiError::unavailable("the generation worker stopped")))
+    }
+
+    /// Run `task` on the worker thread with the policy, after the work queued before it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut dyn Policy) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (reply, result) = oneshot::channel();
+        self.send(Work::Task(Box::new(move |policy: &mut dyn Policy| {
+            let _ = reply.send(task(policy));
+        })))?;
+        result.await.map_err(|_| ApiError::unavailable("the generation worker stopped"))
+    }
+
+    fn send(&self, work: Work) -> Result<(), ApiError> {
+        let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        };
+        match sender.try_send(work) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                Err(ApiError::unavailable("too many requests are waiting; retry later").with_code("overloaded"))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::unavailable("the generation worker stopped")),
+        }
     }
 
     /// Stop taking jobs, let the worker finish those queued, and join it.
@@ -129,9 +147,16 @@ struct Ready {
 }
 
 impl Worker {
-    fn run(mut self, receiver: Receiver<Job>) {
+    fn run(mut self, receiver: Receiver<Work>) {
         while let Ok(first) = receiver.recv() {
-            let jobs = self.gather(first, &receiver);
+            let first = match first {
+                Work::Generate(job) => job,
+                Work::Task(task) => {
+                    self.task(task);
+                    continue;
+                }
+            };
+            let (jobs, task) = self.gather(first, &receiver);
             let mut ready: Vec<Ready> = Vec::new();
             for job in jobs {
                 if job.reply.is_closed() {
@@ -147,11 +172,23 @@ impl Worker {
             for group in group_by_sampling(ready) {
                 self.generate(group);
             }
+            if let Some(task) = task {
+                self.task(task);
+            }
         }
     }
 
-    /// The first job and whatever else arrives within the batch window, up to the batch size.
-    fn gather(&self, first: Job, receiver: &Receiver<Job>) -> Vec<Job> {
+    fn task(&mut self, task: Task) {
+        let policy = self.policy.as_mut();
+        // A task that panics drops its reply (the caller sees an error); the worker lives on.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| task(policy))).is_err() {
+            tracing::error!("a task on the policy panicked");
+        }
+    }
+
+    /// The first job and whatever else arrives within the batch window, up to the batch size; a task
+    /// that arrives ends the batch and runs after it.
+    fn gather(&self, first: Job, receiver: &Receiver<Work>) -> (Vec<Job>, Option<Task>) {
         let mut size = job_size(&first);
         let mut jobs = vec![first];
         let window_end = Instant::now() + self.options.batch_window;
@@ -159,11 +196,16 @@ impl Worker {
             let remaining = window_end.saturating_duration_since(Instant::now());
             let next =
                 if remaining.is_zero() { receiver.try_recv().ok() } else { receiver.recv_timeout(remaining).ok() };
-            let Some(job) = next else { break };
-            size += job_size(&job);
-            jobs.push(job);
+            match next {
+                None => break,
+                Some(Work::Task(task)) => return (jobs, Some(task)),
+                Some(Work::Generate(job)) => {
+                    size += job_size(&job);
+                    jobs.push(job);
+                }
+            }
         }
-        jobs
+        (jobs, None)
     }
 
     fn prepare(&mut self, job: &Job) -> Result<Vec<Vec<u32>>, ApiError> {
@@ -223,7 +265,7 @@ impl Worker {
         let policy = &mut self.policy;
         // A policy that panics must not take the server down with it.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| policy.generate(&prompts, &params)));
-        let n = params.n as usize;
+        let n = params.rollouts as usize;
         match result {
             Ok(Ok(output)) if output.generations.len() == prompts.len() * n => {
                 let mut generations = output.generations.into_iter();
@@ -253,7 +295,7 @@ impl Worker {
 }
 
 fn job_size(job: &Job) -> usize {
-    job.prompts.len() * job.sampling.params.n.max(1) as usize
+    job.prompts.len() * job.sampling.params.rollouts.max(1) as usize
 }
 
 /// Jobs with equal sampling settings (seed included when given) share one `generate` call.

@@ -149,6 +149,15 @@ pub struct CompletionRequest {
     pub prompt: PromptSpec,
     #[serde(default)]
     pub echo: Option<bool>,
+    /// Log-probs of alternatives per position; this server gives the sampled token's only (0).
+    #[serde(default)]
+    pub logprobs: Option<i64>,
+    /// vLLM's extension: the sampled token ids in `choices[i].token_ids` (and the prompt's).
+    #[serde(default)]
+    pub return_token_ids: Option<bool>,
+    /// vLLM's extension: `logprobs.tokens` as `"token_id:N"` rather than decoded text.
+    #[serde(default)]
+    pub return_tokens_as_token_ids: Option<bool>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -189,7 +198,20 @@ pub struct CompletionChoice {
     pub index: usize,
     pub text: String,
     pub finish_reason: &'static str,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<CompletionLogprobs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ids: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_token_ids: Option<Vec<u32>>,
+}
+
+/// The legacy completions API's log-probs (with `logprobs: 0`, the sampled token at each position).
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    pub text_offset: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -76,7 +76,7 @@ pub fn sampling(fields: &SamplingFields, limits: &Limits) -> Result<Sampling, Ap
         top_k,
         seed: 0,
         stop,
-        n: n as u32,
+        rollouts: n as u32,
         prefill_chunk: 0,
     };
     // Greedy decoding ignores the seed: let greedy requests share a batch whatever seed they sent.
@@ -97,14 +97,17 @@ mod tests {
     #[test]
     fn defaults_and_conversions() {
         let s = sampling(&fields(serde_json::json!({})), &LIMITS).unwrap();
-        assert_eq!((s.params.max_new_tokens, s.params.temperature, s.params.top_p, s.params.n), (16, 1.0, 1.0, 1));
+        assert_eq!(
+            (s.params.max_new_tokens, s.params.temperature, s.params.top_p, s.params.rollouts),
+            (16, 1.0, 1.0, 1)
+        );
         let s = sampling(
             &fields(serde_json::json!({"temperature": 0.5, "top_p": 0.9, "max_tokens": 7, "seed": 3, "stop": "\n", "n": 2, "top_k": -1})),
             &LIMITS,
         )
         .unwrap();
         assert_eq!(s.params.stop, vec!["\n".to_string()]);
-        assert_eq!((s.params.max_new_tokens, s.params.n, s.params.top_k, s.seed), (7, 2, 0, Some(3)));
+        assert_eq!((s.params.max_new_tokens, s.params.rollouts, s.params.top_k, s.seed), (7, 2, 0, Some(3)));
         let s =
             sampling(&fields(serde_json::json!({"temperature": 0, "seed": 3, "max_completion_tokens": 9})), &LIMITS)
                 .unwrap();

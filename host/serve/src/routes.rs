@@ -1,4 +1,5 @@
-//! The HTTP handlers: `/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/health`.
+//! The HTTP handlers: `/v1/models`, `/v1/chat/completions`, `/v1/completions` (with vLLM's token-id
+//! and log-prob extensions), `/health`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use longrl_core::api::{ChatMessage, FinishReason, Generation};
+use longrl_inference::serve::WeightTransfer;
 
 use super::engine::{Engine, JobOutput, PromptInput};
 use super::openai::*;
@@ -21,6 +23,8 @@ const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
 pub struct AppState {
     pub engine: Engine,
+    /// `--weight-transfer`: the update session and the pause gate generation requests pass.
+    pub weight_transfer: Option<Arc<WeightTransfer>>,
     pub model_name: String,
     /// `max_tokens` of a chat request that gives none.
     pub chat_default_max_tokens: u32,
@@ -35,8 +39,20 @@ fn now() -> u64 {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, model_name: String, chat_default_max_tokens: u32) -> Self {
-        AppState { engine, model_name, chat_default_max_tokens, started: now(), next_id: AtomicU64::new(1) }
+    pub fn new(
+        engine: Engine,
+        model_name: String,
+        chat_default_max_tokens: u32,
+        weight_transfer: Option<Arc<WeightTransfer>>,
+    ) -> Self {
+        AppState {
+            engine,
+            weight_transfer,
+            model_name,
+            chat_default_max_tokens,
+            started: now(),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     fn id(&self, prefix: &str) -> String {
@@ -131,6 +147,10 @@ pub async fn chat_completions(
     }
     let limits = Limits { default_max_tokens: state.chat_default_max_tokens, max_n: MAX_N };
     let sampling = sampling(&request.sampling, &limits)?;
+    let _in_flight = match &state.weight_transfer {
+        Some(transfer) => Some(transfer.admit().await),
+        None => None,
+    };
     let output = state.engine.submit(vec![PromptInput::Chat(messages)], sampling).await?;
     let usage = usage(&output);
     let choices = output
@@ -171,15 +191,46 @@ pub async fn completions(
     if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
         return Err(ApiError::bad_param("prompt", format!("give 1 to {MAX_PROMPTS} prompts (got {})", prompts.len())));
     }
+    let with_logprobs = match request.logprobs {
+        None => false,
+        Some(0) => true,
+        Some(k) if k > 0 => {
+            return Err(ApiError::bad_param(
+                "logprobs",
+                format!("this server returns the sampled token's log-prob only; send logprobs=0 (got {k})"),
+            ));
+        }
+        Some(k) => return Err(ApiError::bad_param("logprobs", format!("logprobs must be 0 (got {k})"))),
+    };
     let limits = Limits { default_max_tokens: COMPLETIONS_DEFAULT_MAX_TOKENS, max_n: MAX_N };
     let sampling = sampling(&request.sampling, &limits)?;
+    let n = sampling.params.rollouts.max(1) as usize;
+    // While a weight update is under way requests wait; one in flight holds the update back.
+    let _in_flight = match &state.weight_transfer {
+        Some(transfer) => Some(transfer.admit().await),
+        None => None,
+    };
     let output = state.engine.submit(prompts, sampling).await?;
     let usage = usage(&output);
+    let pieces = if with_logprobs { Some(token_pieces(&state.engine, &output.generations).await?) } else { None };
+    let ids = request.return_token_ids == Some(true);
+    let ids_as_tokens = request.return_tokens_as_token_ids == Some(true);
+    let prompt_tokens = output.prompt_tokens;
     let choices = output
         .generations
         .into_iter()
         .enumerate()
-        .map(|(index, g)| CompletionChoice { index, finish_reason: finish(&g), text: g.text, logprobs: None })
+        .map(|(index, g)| {
+            let logprobs = pieces.as_ref().map(|pieces| completion_logprobs(&g, &pieces[index], ids_as_tokens));
+            CompletionChoice {
+                index,
+                finish_reason: finish(&g),
+                logprobs,
+                token_ids: ids.then(|| g.tokens.clone()),
+                prompt_token_ids: ids.then(|| prompt_tokens[index / n].clone()),
+                text: g.text,
+            }
+        })
         .collect();
     Ok(Json(CompletionResponse {
         id: state.id("cmpl"),
@@ -189,6 +240,36 @@ pub async fn completions(
         choices,
         usage,
     }))
+}
+
+/// Each generated token decoded on its own (for `logprobs.tokens` and `text_offset`).
+async fn token_pieces(engine: &Engine, generations: &[Generation]) -> Result<Vec<Vec<String>>, ApiError> {
+    let tokens: Vec<Vec<u32>> = generations.iter().map(|g| g.tokens.clone()).collect();
+    engine
+        .run(move |policy| {
+            tokens
+                .iter()
+                .map(|ids| ids.iter().map(|&id| policy.decode(&[id], false)).collect::<Result<Vec<_>, _>>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .map_err(|e| ApiError::internal(format!("decoding the sampled tokens: {e}")))
+}
+
+fn completion_logprobs(g: &Generation, pieces: &[String], ids_as_tokens: bool) -> CompletionLogprobs {
+    let tokens: Vec<String> =
+        if ids_as_tokens { g.tokens.iter().map(|id| format!("token_id:{id}")).collect() } else { pieces.to_vec() };
+    let mut offset = 0;
+    let text_offset = pieces
+        .iter()
+        .map(|piece| {
+            let at = offset;
+            offset += piece.len();
+            at
+        })
+        .collect();
+    let top_logprobs = tokens.iter().zip(&g.logprobs).map(|(t, &lp)| [(t.clone(), lp)].into()).collect();
+    CompletionLogprobs { tokens, token_logprobs: g.logprobs.clone(), top_logprobs, text_offset }
 }
 
 fn finish(generation: &Generation) -> &'static str {

@@ -1,6 +1,8 @@
-//! `longrl serve`'s router over a fake in-process policy: response shapes, batching of concurrent
-//! requests, and the OpenAI-style 4xx/5xx error bodies of bad input.
+//! `longrl serve`'s router over a fake in-process policy: response shapes (vLLM's token-id and
+//! log-prob extensions included), batching of concurrent requests, the OpenAI-style 4xx/5xx error
+//! bodies of bad input, and the weight-transfer routes of `--weight-transfer`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ struct FakePolicy {
     calls: Arc<Mutex<Vec<(usize, GenerationParams)>>>,
     delay: Duration,
     fail: bool,
+    /// Directories `load_weights` was given.
+    loads: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Policy for FakePolicy {
@@ -59,7 +63,7 @@ impl Policy for FakePolicy {
         let mut generations = Vec::new();
         for prompt in prompts {
             let last = *prompt.last().unwrap() as u8 as char;
-            for j in 0..params.n {
+            for j in 0..params.rollouts {
                 let full = format!("reply-{j}:{last} ").repeat(20);
                 let mut text: String = full.chars().take(params.max_new_tokens as usize).collect();
                 let mut finish = if text.len() < full.len() { FinishReason::Length } else { FinishReason::Stop };
@@ -68,7 +72,7 @@ impl Policy for FakePolicy {
                     finish = FinishReason::Stop;
                 }
                 let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
-                generations.push(Generation { logprobs: vec![0.0; tokens.len()], tokens, text, finish });
+                generations.push(Generation { logprobs: vec![-0.5; tokens.len()], tokens, text, finish });
             }
         }
         Ok(GenerateOutput { generations, ..Default::default() })
@@ -82,26 +86,32 @@ impl Policy for FakePolicy {
     fn save(&self, _: &std::path::Path) -> longrl_core::Result<()> {
         Err(longrl_core::Error::msg("not needed"))
     }
-    fn load_weights(&mut self, _: &std::path::Path) -> longrl_core::Result<()> {
-        Err(longrl_core::Error::msg("not needed"))
+    fn load_weights(&mut self, dir: &std::path::Path) -> longrl_core::Result<()> {
+        if !dir.join("model.safetensors").is_file() {
+            return Err(longrl_core::Error::msg(format!("no weights in {}", dir.display())));
+        }
+        self.loads.lock().unwrap().push(dir.to_path_buf());
+        Ok(())
     }
 }
 
 struct TestServer {
     base: String,
     calls: Arc<Mutex<Vec<(usize, GenerationParams)>>>,
+    loads: Arc<Mutex<Vec<PathBuf>>>,
     client: reqwest::Client,
 }
 
 async fn start(delay: Duration, fail: bool, engine_options: EngineOptions, options: ServeOptions) -> TestServer {
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let policy = FakePolicy { calls: calls.clone(), delay, fail };
+    let loads = Arc::new(Mutex::new(Vec::new()));
+    let policy = FakePolicy { calls: calls.clone(), delay, fail, loads: loads.clone() };
     let engine = Engine::start(Box::new(policy), engine_options).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = router(engine, &options);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    TestServer { base, calls, client: reqwest::Client::new() }
+    TestServer { base, calls, loads, client: reqwest::Client::new() }
 }
 
 async fn default_server() -> TestServer {
@@ -193,7 +203,7 @@ async fn models_chat_and_completions_have_the_openai_shape() {
     // Sampling settings reach the policy.
     let calls = server.calls.lock().unwrap();
     assert_eq!(calls[0].1.temperature, 0.0);
-    assert_eq!(calls[0].1.n, 2);
+    assert_eq!(calls[0].1.rollouts, 2);
     assert_eq!(calls[1].1.stop, vec![":".to_string()]);
 }
 
@@ -329,4 +339,69 @@ async fn policy_failures_are_500s_and_a_full_queue_is_503() {
     }
     statuses.sort();
     assert!(statuses.contains(&200) && statuses.contains(&503), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_return_token_ids_and_the_sampled_log_probs() {
+    let server = default_server().await;
+    let body = json!({"prompt": [104, 105], "max_tokens": 3, "n": 2, "logprobs": 0, "return_token_ids": true,
+                      "return_tokens_as_token_ids": true});
+    let (status, done) = server.post("/v1/completions", body).await;
+    assert_eq!(status, 200, "{done}");
+    let choice = &done["choices"][1];
+    // "rep" as bytes.
+    assert_eq!(choice["token_ids"], json!([114, 101, 112]));
+    assert_eq!(choice["prompt_token_ids"], json!([104, 105]));
+    assert_eq!(choice["logprobs"]["tokens"], json!(["token_id:114", "token_id:101", "token_id:112"]));
+    assert_eq!(choice["logprobs"]["token_logprobs"], json!([-0.5, -0.5, -0.5]));
+    assert_eq!(choice["logprobs"]["text_offset"], json!([0, 1, 2]));
+
+    let (status, plain) =
+        server.post("/v1/completions", json!({"prompt": [104], "max_tokens": 2, "logprobs": 0})).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["choices"][0]["logprobs"]["tokens"], json!(["r", "e"]));
+    assert!(plain["choices"][0].get("token_ids").is_none(), "token ids only when asked: {plain}");
+
+    let (status, refused) = server.post("/v1/completions", json!({"prompt": [104], "logprobs": 5})).await;
+    assert_eq!(status, 400);
+    assert_error(&refused, Some("logprobs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_transfer_routes_load_weights_into_the_policy_and_are_off_by_default() {
+    let server = default_server().await;
+    let (status, _) = server.post("/init_weight_transfer_engine", json!({"init_info": {}})).await;
+    assert_eq!(status, 404, "the routes are off unless asked for");
+
+    let options = ServeOptions { model_name: "tiny".into(), weight_transfer: true, ..Default::default() };
+    let server = start(Duration::ZERO, false, EngineOptions::default(), options).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"w").unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    for (route, body) in [
+        ("/init_weight_transfer_engine", json!({"init_info": {}})),
+        ("/pause?mode=wait", Value::Null),
+        ("/start_weight_update", Value::Null),
+        ("/update_weights", json!({"update_info": {"path": path}})),
+        ("/finish_weight_update", json!({"weight_version": "3"})),
+        ("/reset_prefix_cache", Value::Null),
+        ("/resume", Value::Null),
+    ] {
+        let (status, answer) = server.post(route, body).await;
+        assert_eq!(status, 200, "{route}: {answer}");
+    }
+    assert_eq!(*server.loads.lock().unwrap(), vec![path]);
+    let info: Value =
+        server.client.get(format!("{}/weight_info", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["weight_version"], "3");
+    let (status, done) = server.post("/v1/completions", json!({"prompt": [104], "max_tokens": 2})).await;
+    assert_eq!((status, done["choices"][0]["text"].clone()), (200, json!("re")));
+
+    // A policy that cannot load the directory fails the update with a 500 naming it.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("other.safetensors"), b"w").unwrap();
+    server.post("/start_weight_update", Value::Null).await;
+    let (status, answer) = server.post("/update_weights", json!({"update_info": {"path": empty.path()}})).await;
+    assert_eq!(status, 500);
+    assert!(answer["error"].as_str().unwrap().contains("no weights in"), "{answer}");
 }

@@ -2,7 +2,8 @@
 //! that resume exactly, and metrics (JSONL + TensorBoard).
 //!
 //! It drives every component only through the `longrl_core::api` traits, so tests run it with
-//! in-process components and `longrl train` with plugins.
+//! in-process components and `longrl train` with plugins. RL rollouts come from the policy, or from
+//! vLLM / SGLang servers the trainer pushes its weights to after every step (`[rollout]`).
 
 pub mod checkpoint;
 mod optim;
@@ -11,9 +12,10 @@ mod prompts;
 mod rl;
 mod schedule;
 pub mod seeds;
+mod servers;
 mod sft;
 mod state;
 mod trainer;
 
 pub use state::Counters;
-pub use trainer::{Components, EvalHook, Outcome, TrainOptions, Trainer};
+pub use trainer::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer};

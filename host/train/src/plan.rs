@@ -124,7 +124,8 @@ impl MemoryEstimate {
     }
 }
 
-/// Rough but explicit: weights and gradients in the compute dtype, AdamW moments in float32,
+/// Rough but explicit: weights and gradients in the compute dtype, AdamW moments in float32 (and,
+/// for a 16-bit compute dtype, the optimizer's float32 master weights and gradient copy),
 /// activations of one micro-batch sequence at the longest length without recomputation
 /// (~34·s·h bytes per layer with fused attention, as in Korthikanti et al. 2022), logits of one
 /// chunk of the vocabulary projection in float32, and the KV cache of one generation call.
@@ -142,7 +143,9 @@ pub fn estimate_memory(
     MemoryEstimate {
         weights: n * dtype_bytes,
         gradients: n * dtype_bytes,
-        optimizer: n * 8.0,
+        // longrl-optim's `state_bytes_per_element`: moments (8), plus master and gradient copy (8)
+        // for bfloat16/float16 weights.
+        optimizer: n * if dtype_bytes < 4.0 { 16.0 } else { 8.0 },
         reference: if reference { n * dtype_bytes } else { 0.0 },
         activations: micro_batch as f64 * shape.layers as f64 * 34.0 * s * shape.hidden as f64 * dtype_bytes / 2.0,
         logits: micro_batch as f64 * (chunk_tokens.max(1) as f64).min(s) * shape.vocab as f64 * 4.0 * 2.0,
@@ -215,8 +218,8 @@ pub fn render(
             out,
             "  update: {} epoch(s) x mini-batches of {} prompts x micro-batches of {} sequences; lr {:e} ({:?}, warm-up {}), \
              weight decay {}, grad clip {}; reference policy: {}; dynamic sampling: {} (max {} generation rounds)",
-            settings.epochs,
-            settings.mini_batch_prompts,
+            t.epochs,
+            t.mini_batch_prompts,
             t.micro_batch_size,
             t.optim.lr,
             t.optim.schedule,
@@ -224,8 +227,8 @@ pub fn render(
             t.optim.weight_decay,
             t.optim.grad_clip,
             if settings.needs_reference { "yes" } else { "no" },
-            if settings.dynamic_sampling { "on" } else { "off" },
-            settings.max_gen_batches
+            if t.dynamic_sampling { "on" } else { "off" },
+            t.max_gen_batches
         );
         if t.max_steps > 0 {
             let _ = writeln!(out, "  capped at {} RL steps (train.max_steps)", t.max_steps);
@@ -269,7 +272,7 @@ pub fn render(
             );
             let _ = writeln!(
                 out,
-                "  weights {}, gradients {}, AdamW moments {}, reference {}, activations {} (micro-batch {} x {seq} tokens), \
+                "  weights {}, gradients {}, AdamW state {}, reference {}, activations {} (micro-batch {} x {seq} tokens), \
                  logits chunk {}, generation KV cache {} ({} sequences x {seq} tokens)",
                 gib(m.weights),
                 gib(m.gradients),
@@ -347,6 +350,8 @@ mod tests {
         let a = estimate_memory(&shape, 4.0, false, 1, 1000, 8, 1024);
         let b = estimate_memory(&shape, 4.0, true, 2, 1000, 16, 1024);
         assert_eq!(a.optimizer, shape.parameters() as f64 * 8.0);
+        let bf16 = estimate_memory(&shape, 2.0, false, 1, 1000, 8, 1024);
+        assert_eq!(bf16.optimizer, shape.parameters() as f64 * 16.0, "float32 master weights and gradient copy");
         assert_eq!(b.reference, a.weights);
         assert_eq!(b.activations, 2.0 * a.activations);
         assert_eq!(b.kv_cache, 2.0 * a.kv_cache);

@@ -8,16 +8,10 @@ use std::path::Path;
 
 use longrl_core::api::{PhaseSpec, Policy, PoolItem, Sequence};
 
-use longrl_data::prompt::prompt_text;
+use longrl_data::prompt::{self, BuiltPrompt, prompt_text};
 use longrl_data::truncate::truncate_middle;
 use longrl_data::{Example, OverlongPolicy, SftExample, admit, prompt_lengths};
-
-/// A prompt as the policy sees it.
-struct Tokenized {
-    /// Chat-templated text (what reward judges see).
-    text: String,
-    ids: Vec<u32>,
-}
+use longrl_rollout::RolloutPrompt;
 
 /// The RL examples as the trainer uses them.
 pub struct RlPrompts {
@@ -29,7 +23,7 @@ pub struct RlPrompts {
     pub skipped: Vec<bool>,
     pub truncated_count: usize,
     pub skipped_count: usize,
-    tokenized: Vec<Option<Tokenized>>,
+    tokenized: Vec<Option<BuiltPrompt>>,
 }
 
 impl RlPrompts {
@@ -71,7 +65,8 @@ impl RlPrompts {
         Ok(out)
     }
 
-    /// Template and tokenize the prompts of `indices` not tokenized yet.
+    /// Template and tokenize the prompts of `indices` not tokenized yet (admission already fitted
+    /// them under the last phase's limit).
     pub fn tokenize(&mut self, policy: &dyn Policy, indices: &[u32]) -> anyhow::Result<()> {
         for &index in indices {
             let i = index as usize;
@@ -79,18 +74,17 @@ impl RlPrompts {
                 continue;
             }
             let example = &self.examples[i];
-            let text =
-                prompt_text(policy, &example.prompt).map_err(|e| e.context(format!("example `{}`", example.id)))?;
-            let ids = policy.tokenize(&text, false).map_err(|e| anyhow::anyhow!("example `{}`: {e}", example.id))?;
-            if ids.len() as u64 != self.prompt_tokens[i] {
-                tracing::warn!(example = %example.id, measured = self.prompt_tokens[i], tokens = ids.len(), "prompt length differs from the measured one");
+            let built = prompt::build(policy, &example.prompt, None)
+                .map_err(|e| e.context(format!("example `{}`", example.id)))?;
+            if built.ids.len() as u64 != self.prompt_tokens[i] {
+                tracing::warn!(example = %example.id, measured = self.prompt_tokens[i], tokens = built.ids.len(), "prompt length differs from the measured one");
             }
-            self.tokenized[i] = Some(Tokenized { text, ids });
+            self.tokenized[i] = Some(built);
         }
         Ok(())
     }
 
-    fn get(&self, index: u32) -> &Tokenized {
+    fn get(&self, index: u32) -> &BuiltPrompt {
         self.tokenized[index as usize].as_ref().expect("prompts are tokenized when drawn (RlPrompts::tokenize)")
     }
 
@@ -99,9 +93,16 @@ impl RlPrompts {
         &self.get(index).ids
     }
 
-    /// Chat-templated prompt text of a drawn example.
-    pub fn text(&self, index: u32) -> &str {
-        &self.get(index).text
+    /// A drawn example as the rollout pipeline takes it.
+    pub fn rollout_prompt(&self, index: u32) -> RolloutPrompt<'_> {
+        RolloutPrompt::new(&self.examples[index as usize], self.get(index))
+    }
+
+    /// The prompt tokens of an example that some phase may admit; `None` for an index out of range
+    /// or an example left out of every phase.
+    pub fn admitted_tokens(&self, index: u32) -> Option<u64> {
+        let i = index as usize;
+        (i < self.examples.len() && !self.skipped[i]).then(|| self.prompt_tokens[i])
     }
 
     /// The examples phase `spec` admits, as the sampler sees them.

@@ -6,20 +6,26 @@ use std::time::Instant;
 
 use longrl_core::api::{
     FinishReason, GenerationParams, LogprobOptions, LossInputs, LossNormalizer, PhaseProgress, PhaseTransition,
-    RewardInput, Sequence,
+    Sequence,
 };
+use longrl_rollout::{LocalPolicy, RolloutPrompt, RolloutSpec, roll_out};
 use tch::{Device, Kind, Tensor};
 
 use longrl_metrics::{Record, mean_std};
 
+use crate::optim::StepOutcome;
 use crate::schedule::lr_at;
 use crate::seeds;
+use crate::servers::ServerGenerator;
 use crate::trainer::{Outcome, Trainer};
 
 /// One rollout.
 struct Rollout {
     response: Vec<u32>,
-    finish: FinishReason,
+    /// The sampler's log-prob of each response token (the server's, with rollout servers).
+    sampled_logprobs: Vec<f32>,
+    /// `None` never comes out of generation; kept as the pipeline gives it.
+    finish: Option<FinishReason>,
     raw: f32,
     shaped: f32,
 }
@@ -70,8 +76,11 @@ impl Trainer<'_> {
             self.counters.phase_steps += 1;
             self.counters.global_step += 1;
             values.extend(self.c.sampler.metrics()?.into_iter().map(|(k, v)| (format!("sampler/{k}"), v)));
-            let progress =
-                PhaseProgress { steps: self.counters.phase_steps, epochs: self.c.sampler.epochs_completed()? };
+            let progress = PhaseProgress {
+                steps: self.counters.phase_steps,
+                epochs: self.c.sampler.epochs_completed()?,
+                accuracy: values.get("accuracy").copied(),
+            };
             values.insert("phase_epochs".into(), progress.epochs as f64);
             let record = Record {
                 step: self.counters.global_step,
@@ -126,7 +135,7 @@ impl Trainer<'_> {
         let train = &self.opts.train;
         let want = train.batch_prompts as usize;
         let per_round = if train.gen_batch_prompts > 0 { train.gen_batch_prompts as usize } else { want };
-        let rounds_allowed = if self.settings.dynamic_sampling { self.settings.max_gen_batches.max(1) } else { 1 };
+        let rounds_allowed = if train.dynamic_sampling { train.max_gen_batches.max(1) } else { 1 };
         let max_new = self.max_response_tokens();
         let mut kept = Vec::new();
         let (mut all_raw, mut lengths, mut truncated) = (Vec::new(), Vec::new(), 0usize);
@@ -137,91 +146,77 @@ impl Trainer<'_> {
             if rounds == rounds_allowed {
                 anyhow::bail!(
                     "dynamic sampling: after {rounds} generation rounds ({generated_groups} groups) only {} of the {want} groups \
-                     needed had rewards that were not all equal; raise algorithm `max_gen_batches`, make the task \
-                     easier for the model, or turn dynamic sampling off",
+                     needed had rewards that were not all equal; raise `train.max_gen_batches`, make the task \
+                     easier for the model, or turn `train.dynamic_sampling` off",
                     kept.len()
                 );
             }
             let indices = self.c.sampler.next_batch(per_round)?;
+            self.check_drawn(&indices, per_round)?;
             self.rl_data.as_mut().expect("RL data").tokenize(self.c.policy.as_ref(), &indices)?;
             let data = self.rl_data.as_ref().expect("RL data");
-            let prompts: Vec<Vec<u32>> = indices.iter().map(|&i| data.ids(i).to_vec()).collect();
-            let chunk = if train.generate_batch_prompts > 0 {
-                train.generate_batch_prompts as usize
-            } else {
-                prompts.len().max(1)
-            };
-            let started = Instant::now();
-            let mut generations = Vec::with_capacity(prompts.len() * train.rollouts as usize);
-            for (c, part) in prompts.chunks(chunk).enumerate() {
-                let params = GenerationParams {
+            let prompts: Vec<RolloutPrompt<'_>> = indices.iter().map(|&i| data.rollout_prompt(i)).collect();
+            let (run_seed, step) = (self.opts.seed, self.counters.rl_steps);
+            let seed_of_call = |call: u64| seeds::derive(run_seed, "generate", step, ((rounds as u64) << 32) | call);
+            let spec = RolloutSpec {
+                params: GenerationParams {
                     max_new_tokens: max_new,
                     temperature: train.temperature,
                     top_p: train.top_p,
                     top_k: train.top_k,
-                    seed: seeds::derive(
-                        self.opts.seed,
-                        "generate",
-                        self.counters.rl_steps,
-                        ((rounds as u64) << 32) | c as u64,
-                    ),
+                    seed: 0,
                     stop: train.stop.clone(),
-                    n: train.rollouts,
+                    rollouts: train.rollouts,
                     prefill_chunk: 0,
-                };
-                let out = self.c.policy.generate(part, &params)?;
-                if out.generations.len() != part.len() * train.rollouts as usize {
-                    anyhow::bail!(
-                        "the policy returned {} generations for {} prompts x {} rollouts",
-                        out.generations.len(),
-                        part.len(),
-                        train.rollouts
-                    );
+                },
+                // Rollout servers take the whole round at once and spread it themselves.
+                batch_prompts: if self.servers.is_some() { 0 } else { train.generate_batch_prompts as usize },
+                seed_of_call: &seed_of_call,
+                strip_responses: false,
+            };
+            let rolled = match &self.servers {
+                Some(servers) => {
+                    let mut generator = ServerGenerator::new(&servers.remote);
+                    roll_out(&mut generator, &self.c.rewards, &prompts, &spec, &mut |_| {})
                 }
-                gen_tokens += out.generations.iter().map(|g| g.tokens.len() as u64).sum::<u64>();
-                generations.extend(out.generations);
-            }
-            t.generate += started.elapsed().as_secs_f64();
+                None => {
+                    let mut generator = LocalPolicy::new(self.c.policy.as_mut(), &self.c.names.policy);
+                    roll_out(&mut generator, &self.c.rewards, &prompts, &spec, &mut |_| {})
+                }
+            };
+            let rolled = match rolled {
+                Ok(rolled) => rolled,
+                Err(e) if self.uses_servers() => return Err(self.servers_failed(e)),
+                Err(e) => return Err(e),
+            };
+            t.generate += rolled.generate_seconds;
+            t.reward += rolled.reward_seconds;
+            gen_tokens += rolled.generated_tokens;
 
-            let started = Instant::now();
-            let inputs: Vec<RewardInput> = generations
-                .iter()
-                .enumerate()
-                .map(|(k, g)| {
-                    let ex = &data.examples[indices[k / train.rollouts as usize] as usize];
-                    RewardInput {
-                        response: g.text.clone(),
-                        ground_truth: ex.ground_truth.clone(),
-                        data_source: ex.data_source.clone(),
-                        prompt: data.text(indices[k / train.rollouts as usize]).to_string(),
-                        question: ex.question.clone(),
-                    }
-                })
-                .collect();
-            let scores = self.c.rewards.score(&inputs)?;
-            t.reward += started.elapsed().as_secs_f64();
-
-            let mut generations = generations.into_iter();
-            let mut scores = scores.into_iter();
-            for &index in &indices {
+            for (&index, group) in indices.iter().zip(rolled.groups) {
                 let ex = &data.examples[index as usize];
-                let mut rollouts = Vec::with_capacity(train.rollouts as usize);
-                for _ in 0..train.rollouts {
-                    let g = generations.next().expect("counted above");
-                    let raw = scores.next().expect("one score per input").score;
-                    let len = g.tokens.len() as u32;
+                let mut rollouts = Vec::with_capacity(group.rollouts.len());
+                for r in group.rollouts {
+                    let raw = r.score.score;
+                    let len = r.tokens.len() as u32;
                     let shaped = self.c.algorithm.shape_reward(raw, len, max_new)?;
                     all_raw.push(raw as f64);
                     by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
                     lengths.push(len as f64);
-                    truncated += (g.finish == FinishReason::Length) as usize;
-                    rollouts.push(Rollout { response: g.tokens, finish: g.finish, raw, shaped });
+                    truncated += (r.finish == Some(FinishReason::Length)) as usize;
+                    rollouts.push(Rollout {
+                        response: r.tokens,
+                        sampled_logprobs: r.logprobs,
+                        finish: r.finish,
+                        raw,
+                        shaped,
+                    });
                 }
                 let raw: Vec<f32> = rollouts.iter().map(|r| r.raw).collect();
                 self.c.sampler.observe(index, &raw)?;
                 generated_groups += 1;
                 // Groups are filtered on the raw reward (verl's filter_groups metric `acc`), not the shaped one.
-                if !self.settings.dynamic_sampling || self.c.algorithm.keep_group(&raw)? {
+                if !train.dynamic_sampling || self.c.algorithm.keep_group(&raw)? {
                     kept.push(Group { index, rollouts });
                 }
             }
@@ -291,6 +286,8 @@ impl Trainer<'_> {
         let step_started = Instant::now();
         let mut values = BTreeMap::new();
         let mut t = Timings::default();
+        // The servers must hold this step's weights (the first step, or a resumed run).
+        self.sync_servers(self.counters.global_step, &mut values)?;
         let groups = self.collect_groups(&mut values, &mut t)?;
         let data = self.rl_data.as_ref().expect("RL data");
         let micro = self.opts.train.micro_batch_size as usize;
@@ -327,12 +324,24 @@ impl Trainer<'_> {
         let sizes: Vec<u32> = groups.iter().map(|g| g.rollouts.len() as u32).collect();
         let advantages = self.c.algorithm.advantages(&shaped, &sizes)?;
         if advantages.len() != shaped.len() {
-            anyhow::bail!("the algorithm returned {} advantages for {} rollouts", advantages.len(), shaped.len());
+            anyhow::bail!(
+                "algorithm `{}` returned {} advantages for {} rollouts",
+                self.c.names.algorithm,
+                advantages.len(),
+                shaped.len()
+            );
         }
-        let mask_truncated = self.settings.mask_truncated;
-        let finishes: Vec<FinishReason> = groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.finish)).collect();
+        let mask_truncated = self.opts.train.mask_truncated;
+        let finishes: Vec<Option<FinishReason>> =
+            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.finish)).collect();
         let mut reference = reference.map(Vec::into_iter);
-        let items: Vec<TrainItem> = seqs
+        let sampled: Vec<Vec<f32>> = if self.uses_servers() {
+            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.sampled_logprobs.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        let is_weights = self.off_policy_correction(&sampled, &old, &mut values)?;
+        let mut items: Vec<TrainItem> = seqs
             .into_iter()
             .zip(old)
             .zip(advantages.iter().zip(finishes))
@@ -341,9 +350,16 @@ impl Trainer<'_> {
                 old,
                 reference: reference.as_mut().and_then(Iterator::next),
                 advantage,
-                weight: if mask_truncated && finish == FinishReason::Length { 0.0 } else { 1.0 },
+                weight: if mask_truncated && finish == Some(FinishReason::Length) { 0.0 } else { 1.0 },
             })
             .collect();
+        if let Some(weights) = is_weights {
+            // Sequence-level truncated importance sampling: the weight scales the response's
+            // policy-gradient term, which is linear in its advantage.
+            for (item, w) in items.iter_mut().zip(weights) {
+                item.advantage *= w;
+            }
+        }
         values.insert("advantage/mean".into(), mean_std(&advantages.iter().map(|&a| a as f64).collect::<Vec<_>>()).0);
 
         let started = Instant::now();
@@ -351,7 +367,7 @@ impl Trainer<'_> {
         let update = self.update(&items, groups.iter().map(|g| g.rollouts.len()).collect(), lr)?;
         t.update = started.elapsed().as_secs_f64();
         let processed: usize = items.iter().map(|i| i.seq.prompt.len() + i.seq.response.len()).sum::<usize>()
-            * self.settings.epochs as usize;
+            * self.opts.train.epochs as usize;
         values.extend(update);
         values.insert("lr".into(), lr);
         values.extend(self.c.rewards.take_metrics()?.into_iter().map(|(k, v)| (format!("reward_metrics/{k}"), v)));
@@ -361,6 +377,8 @@ impl Trainer<'_> {
         values.insert("time/old_logprobs".into(), t.old_logprobs);
         values.insert("time/reference".into(), t.reference);
         values.insert("time/update".into(), t.update);
+        // The next rollouts need this step's weights on the servers.
+        self.sync_servers(self.counters.global_step + 1, &mut values)?;
         values.insert("time/step".into(), step_started.elapsed().as_secs_f64());
         Ok(values)
     }
@@ -373,14 +391,13 @@ impl Trainer<'_> {
         group_sizes: Vec<usize>,
         lr: f64,
     ) -> anyhow::Result<BTreeMap<String, f64>> {
-        let settings = self.settings.clone();
         let max_response_len = self.max_response_tokens() as f64;
         let micro = self.opts.train.micro_batch_size.max(1) as usize;
         let grad_clip = self.opts.train.optim.grad_clip;
         let temperature = if self.opts.train.temperature > 0.0 { self.opts.train.temperature } else { 1.0 };
         let options = LogprobOptions {
             with_grad: true,
-            entropy: settings.needs_entropy,
+            entropy: self.settings.needs_entropy,
             chunk_tokens: self.opts.train.logprob_chunk_tokens,
             temperature,
         };
@@ -389,11 +406,11 @@ impl Trainer<'_> {
         for size in &group_sizes {
             starts.push(starts.last().unwrap() + size);
         }
-        let groups_per_mini = settings.mini_batch_prompts.max(1) as usize;
+        let groups_per_mini = self.opts.train.mini_batch_prompts.max(1) as usize;
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut weights: BTreeMap<String, f64> = BTreeMap::new();
-        let (mut grad_norms, mut optimizer_steps, mut skipped) = (Vec::new(), 0u64, 0u64);
-        for _epoch in 0..settings.epochs.max(1) {
+        let (mut grad_norms, mut optimizer_steps, mut skipped, mut nonfinite) = (Vec::new(), 0u64, 0u64, 0u64);
+        for _epoch in 0..self.opts.train.epochs.max(1) {
             for first_group in (0..group_sizes.len()).step_by(groups_per_mini) {
                 let last_group = (first_group + groups_per_mini).min(group_sizes.len());
                 let mini = &items[starts[first_group]..starts[last_group]];
@@ -402,7 +419,9 @@ impl Trainer<'_> {
                     skipped += 1;
                     continue;
                 }
-                let normalizer = LossNormalizer { tokens, sequences: mini.len() as f64, max_response_len };
+                // Sequences with an unmasked token: seq-mean divisors leave fully masked ones out, as verl does.
+                let sequences = mini.iter().filter(|i| i.weight > 0.0 && !i.seq.response.is_empty()).count() as f64;
+                let normalizer = LossNormalizer { tokens, sequences, max_response_len };
                 let opt = self.optimizer.as_mut().expect("RL optimizer");
                 opt.zero_grad()?;
                 let mut mini_sums: BTreeMap<String, f64> = BTreeMap::new();
@@ -450,9 +469,13 @@ impl Trainer<'_> {
                     *weights.entry(key).or_default() += 1.0;
                 }
                 let opt = self.optimizer.as_mut().expect("RL optimizer");
-                grad_norms.push(opt.clip_grad_norm(grad_clip)?);
-                opt.step(lr)?;
-                optimizer_steps += 1;
+                let grad_norm = opt.clip_grad_norm(grad_clip)?;
+                if opt.step(lr)? == StepOutcome::Applied {
+                    grad_norms.push(grad_norm);
+                    optimizer_steps += 1;
+                } else {
+                    nonfinite += 1;
+                }
             }
         }
         let mut out: BTreeMap<String, f64> = sums
@@ -462,6 +485,7 @@ impl Trainer<'_> {
         out.insert("actor/grad_norm".into(), mean_std(&grad_norms).0);
         out.insert("actor/optimizer_steps".into(), optimizer_steps as f64);
         out.insert("actor/skipped_mini_batches".into(), skipped as f64);
+        out.insert("actor/nonfinite_grad_skipped".into(), nonfinite as f64);
         Ok(out)
     }
 }

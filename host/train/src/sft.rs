@@ -11,7 +11,7 @@ use tch::Kind;
 
 use longrl_metrics::Record;
 
-use crate::optim::AdamW;
+use crate::optim::{self, StepOutcome};
 use crate::schedule::lr_at;
 use crate::seeds;
 use crate::trainer::{Outcome, Trainer};
@@ -35,7 +35,7 @@ impl Trainer<'_> {
 
     pub(super) fn run_sft(&mut self) -> anyhow::Result<Outcome> {
         if self.counters.optimizer_stage.as_deref() != Some("sft") {
-            self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.sft.optim)?);
+            self.optimizer = Some(optim::adamw(self.c.policy.parameters()?, &self.opts.sft.optim)?);
             self.counters.optimizer_stage = Some("sft".into());
             self.counters.optimizer_steps = 0;
         }
@@ -96,11 +96,12 @@ impl Trainer<'_> {
         }
         let grad_norm = opt.clip_grad_norm(self.opts.sft.optim.grad_clip)?;
         let lr = lr_at(&self.opts.sft.optim, self.counters.sft_steps, total_steps);
-        opt.step(lr)?;
+        let skipped = opt.step(lr)? == StepOutcome::SkippedNonFinite;
         let seconds = start.elapsed().as_secs_f64();
         let mut v = BTreeMap::new();
         v.insert("loss".into(), nll_sum / tokens as f64);
         v.insert("grad_norm".into(), grad_norm);
+        v.insert("nonfinite_grad_skipped".into(), if skipped { 1.0 } else { 0.0 });
         v.insert("lr".into(), lr);
         v.insert("sequences".into(), batch.len() as f64);
         v.insert("response_tokens".into(), tokens as f64);

@@ -12,8 +12,9 @@ use longrl_metrics::{MetricsLog, Record};
 use longrl_rollout::RewardSet;
 
 use crate::checkpoint;
-use crate::optim::AdamW;
+use crate::optim::{self, AdamW};
 use crate::prompts::{RlPrompts, prepare_sft};
+use crate::servers::RolloutServers;
 use crate::state::Counters;
 
 /// The components of a run. `reference` is needed (and only kept) when the algorithm asks for
@@ -26,6 +27,24 @@ pub struct Components {
     pub curriculum: Box<dyn Curriculum>,
     pub sampler: Box<dyn Sampler>,
     pub rewards: RewardSet,
+    pub names: ComponentNames,
+}
+
+/// The components' names (the config's `name` keys), so that an error names the plugin at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentNames {
+    pub policy: String,
+    pub algorithm: String,
+    pub curriculum: String,
+    pub sampler: String,
+}
+
+impl Default for ComponentNames {
+    /// For components made in-process (tests), which have no plugin name.
+    fn default() -> Self {
+        let unnamed = || "in-process".to_string();
+        ComponentNames { policy: unnamed(), algorithm: unnamed(), curriculum: unnamed(), sampler: unnamed() }
+    }
 }
 
 pub struct TrainOptions {
@@ -68,6 +87,8 @@ pub struct Trainer<'a> {
     eval: Option<EvalHook<'a>>,
     pub(super) progress: ProgressBar,
     steps_this_process: u64,
+    /// `[rollout]` servers, when RL rollouts are drawn from them.
+    pub(crate) servers: Option<RolloutServers>,
 }
 
 impl<'a> Trainer<'a> {
@@ -131,7 +152,7 @@ impl<'a> Trainer<'a> {
             counters = restore(dir, &mut c, &opts)?;
             if let Some(stage) = &counters.optimizer_stage {
                 let config = if stage == "sft" { &opts.sft.optim } else { &opts.train.optim };
-                let mut opt = AdamW::new(c.policy.parameters()?, config)?;
+                let mut opt = optim::adamw(c.policy.parameters()?, config)?;
                 opt.load(&dir.join("optimizer.safetensors"), counters.optimizer_steps)?;
                 optimizer = Some(opt);
             }
@@ -156,6 +177,7 @@ impl<'a> Trainer<'a> {
             eval,
             progress: ProgressBar::hidden(),
             steps_this_process: 0,
+            servers: None,
         };
         trainer.progress = trainer.make_progress();
         Ok(trainer)
@@ -268,7 +290,7 @@ impl<'a> Trainer<'a> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&temp, &dir)?;
         }
-        self.optimizer = Some(AdamW::new(self.c.policy.parameters()?, &self.opts.train.optim)?);
+        self.optimizer = Some(optim::adamw(self.c.policy.parameters()?, &self.opts.train.optim)?);
         self.counters.optimizer_stage = Some("rl".into());
         self.counters.optimizer_steps = 0;
         let phase = self.c.curriculum.current_phase()?;
@@ -295,6 +317,36 @@ impl<'a> Trainer<'a> {
         self.c.sampler.begin_phase(phase, &pool)?;
         self.counters.phase = phase;
         self.counters.phase_steps = 0;
+        Ok(())
+    }
+
+    /// The sampler's draw, checked: as many indices as asked for, each an example of the current
+    /// phase's pool or of an earlier phase's (samplers may carry examples over, never forward).
+    pub(super) fn check_drawn(&self, indices: &[u32], wanted: usize) -> anyhow::Result<()> {
+        let sampler = &self.c.names.sampler;
+        if indices.len() != wanted {
+            anyhow::bail!("sampler `{sampler}` returned {} indices for a batch of {wanted} prompts", indices.len());
+        }
+        let data = self.rl_data.as_ref().expect("RL data is prepared when RL is enabled");
+        let phase = self.counters.phase;
+        for &index in indices {
+            let Some(tokens) = data.admitted_tokens(index) else {
+                anyhow::bail!(
+                    "sampler `{sampler}` returned index {index}, which is no example of any phase's pool \
+                     (the data set has {} examples, {} left out as over-long)",
+                    data.examples.len(),
+                    data.skipped_count
+                );
+            };
+            if !self.phases[..=phase].iter().any(|spec| spec.admits(tokens)) {
+                anyhow::bail!(
+                    "sampler `{sampler}` returned index {index} (example `{}`, {tokens} prompt tokens), which is in \
+                     the pool of neither phase {phase} (`{}`) nor an earlier phase",
+                    data.examples[index as usize].id,
+                    self.phases[phase].name
+                );
+            }
+        }
         Ok(())
     }
 

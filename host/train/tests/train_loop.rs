@@ -12,7 +12,7 @@ use longrl_core::{Error, Result};
 use longrl_data::{Example, OverlongPolicy, SftExample};
 use longrl_metrics::{Record, read_metrics, without_timing};
 use longrl_rollout::RewardSet;
-use longrl_train::{Components, Outcome, TrainOptions, Trainer, checkpoint};
+use longrl_train::{ComponentNames, Components, Outcome, TrainOptions, Trainer, checkpoint};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,7 +74,7 @@ impl Policy for Bigram {
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
         let mut generations = Vec::new();
         for prompt in prompts {
-            for _ in 0..params.n {
+            for _ in 0..params.rollouts {
                 let mut last = *prompt.last().unwrap_or(&0);
                 let (mut tokens, mut logprobs) = (Vec::new(), Vec::new());
                 let mut finish = FinishReason::Length;
@@ -161,19 +161,10 @@ impl Reward for StartsWithC {
     }
 }
 
-struct Grpo {
-    dynamic: bool,
-}
+struct Grpo;
 impl Algorithm for Grpo {
     fn settings(&self) -> Result<AlgorithmSettings> {
-        Ok(AlgorithmSettings {
-            epochs: 2,
-            mini_batch_prompts: 2,
-            needs_entropy: true,
-            dynamic_sampling: self.dynamic,
-            max_gen_batches: 20,
-            ..AlgorithmSettings::default()
-        })
+        Ok(AlgorithmSettings { needs_entropy: true, ..AlgorithmSettings::default() })
     }
     fn shape_reward(&self, reward: f32, _: u32, _: u32) -> Result<f32> {
         Ok(reward)
@@ -361,10 +352,11 @@ fn components(s: &Setup) -> Components {
     Components {
         policy: Box::new(Bigram::new(7)),
         reference: None,
-        algorithm: Box::new(Grpo { dynamic: s.dynamic }),
+        algorithm: Box::new(Grpo),
         curriculum: Box::new(Phases { specs: s.phases.clone(), state: CurState::default() }),
         sampler: Box::new(Shuffled { seed: 11, ..Default::default() }),
         rewards: RewardSet::new(vec![("c".into(), Box::new(StartsWithC))], true, 1.0),
+        names: ComponentNames::default(),
     }
 }
 
@@ -383,6 +375,10 @@ fn options(run: &Path, s: &Setup) -> TrainOptions {
         train: TrainConfig {
             enabled: !s.phases.is_empty(),
             batch_prompts: 4,
+            mini_batch_prompts: 2,
+            epochs: 2,
+            dynamic_sampling: s.dynamic,
+            max_gen_batches: 20,
             rollouts: 8,
             temperature: 1.0,
             top_p: 1.0,

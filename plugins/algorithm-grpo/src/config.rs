@@ -32,6 +32,10 @@ pub enum LossAgg {
     SeqMeanTokenSum,
     SeqMeanTokenMean,
     SeqMeanTokenSumNorm,
+    /// The verl of QwenLong-L1: each micro-batch's token mean, scaled by its share of the
+    /// mini-batch's sequences (`dp_actor.py`: `policy_loss / gradient_accumulation`).
+    #[serde(rename = "qwenlong-l1")]
+    QwenlongL1,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -64,7 +68,10 @@ pub struct GrpoConfig {
     pub dual_clip: Option<f64>,
     /// token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO: token
     /// sums / (sequences * max_response_len), as the Dr.GRPO paper; verl divides by the padded length
-    /// only); divisors are the mini-batch's, so micro-batch losses add up.
+    /// only); divisors are the mini-batch's (current verl), so micro-batch losses add up; seq-mean modes
+    /// count only sequences with an unmasked token. qwenlong-l1: the verl the paper ran (each
+    /// micro-batch's token mean times its share of the mini-batch's sequences, entropy and KL token
+    /// means, no log-ratio clamp, no dual clip); the reproduction configs use it.
     pub loss_agg: LossAgg,
     /// Weight of the KL-to-reference term (0: no reference model is kept, as in the recipe).
     pub kl_coef: f64,
@@ -75,16 +82,6 @@ pub struct GrpoConfig {
     pub entropy_coef: f64,
     /// Ask the trainer for per-token entropy to log it even when entropy_coef is 0.
     pub log_entropy: bool,
-    /// Passes over each rollout batch (ppo_epochs).
-    pub epochs: u32,
-    /// Prompts (groups) per optimizer step (recipe: 32).
-    pub mini_batch_prompts: u32,
-    /// DAPO: drop groups whose rewards are all equal and generate more prompts.
-    pub dynamic_sampling: bool,
-    /// Generation rounds allowed to fill one batch under dynamic sampling (recipe: 10), then an error.
-    pub max_gen_batches: u32,
-    /// Leave responses cut at the length limit out of the loss.
-    pub mask_truncated: bool,
     /// DAPO overlong shaping buffer in tokens (Eq. 7; recipe: 1000); 0: off.
     pub overlong_buffer: u32,
     /// Penalty at the length limit; grows linearly over the buffer (recipe: 1.0).
@@ -106,11 +103,6 @@ impl Default for GrpoConfig {
             kl_estimator: KlEstimator::K3,
             entropy_coef: 0.0,
             log_entropy: true,
-            epochs: 1,
-            mini_batch_prompts: 32,
-            dynamic_sampling: true,
-            max_gen_batches: 10,
-            mask_truncated: false,
             overlong_buffer: 0,
             overlong_factor: 1.0,
         }
@@ -160,20 +152,17 @@ impl GrpoConfig {
         {
             return bad("dual_clip", format!("must be a number > 1 (or null), got {c}"));
         }
+        if self.dual_clip.is_some() && self.loss_agg == LossAgg::QwenlongL1 {
+            return bad(
+                "dual_clip",
+                "the verl QwenLong-L1 ran has no dual clip; leave it null with loss_agg = \"qwenlong-l1\"".into(),
+            );
+        }
         if self.kl_coef < 0.0 {
             return bad("kl_coef", format!("must be >= 0, got {}", self.kl_coef));
         }
         if self.overlong_factor < 0.0 {
             return bad("overlong_factor", format!("must be >= 0, got {}", self.overlong_factor));
-        }
-        for (key, v) in [
-            ("epochs", self.epochs),
-            ("mini_batch_prompts", self.mini_batch_prompts),
-            ("max_gen_batches", self.max_gen_batches),
-        ] {
-            if v == 0 {
-                return bad(key, "must be at least 1".into());
-            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Algorithm `grpo`: group-relative advantages (GRPO, Dr.GRPO, RLOO) and the DAPO-style clipped
 //! policy loss (clip-higher, dual clip, four loss aggregations, KL and entropy terms), plus DAPO's
 //! dynamic sampling rule and overlong reward shaping (QwenLong-L1 Eq. 7). Config keys: see
-//! [`config::GrpoConfig`].
+//! [`config::GrpoConfig`]; the batch schedule the host runs (mini-batches, epochs, dynamic sampling
+//! on or off, masking truncated responses) is the host's `[train]` config.
 
 pub mod advantages;
 pub mod config;
@@ -50,7 +51,7 @@ impl Component for Grpo {
         let c = &grpo.config;
         tracing::info!(advantage = ?c.advantage, scale = ?c.scale(), clip_low = c.clip_low, clip_high = c.clip_high,
             dual_clip = ?c.dual_clip, loss_agg = ?c.loss_agg, kl_coef = c.kl_coef, entropy_coef = c.entropy_coef,
-            dynamic_sampling = c.dynamic_sampling, overlong_buffer = c.overlong_buffer, "grpo algorithm ready");
+            overlong_buffer = c.overlong_buffer, "grpo algorithm ready");
         Ok(grpo)
     }
 }
@@ -58,15 +59,7 @@ impl Component for Grpo {
 impl Algorithm for Grpo {
     fn settings(&self) -> Result<AlgorithmSettings> {
         let c = &self.config;
-        Ok(AlgorithmSettings {
-            epochs: c.epochs,
-            mini_batch_prompts: c.mini_batch_prompts,
-            needs_reference: c.kl_coef > 0.0,
-            needs_entropy: c.entropy_coef != 0.0 || c.log_entropy,
-            dynamic_sampling: c.dynamic_sampling,
-            max_gen_batches: c.max_gen_batches,
-            mask_truncated: c.mask_truncated,
-        })
+        Ok(AlgorithmSettings { needs_reference: c.kl_coef > 0.0, needs_entropy: c.entropy_coef != 0.0 || c.log_entropy })
     }
 
     /// DAPO's overlong penalty, as in its code: `min(-(len - (max - buffer)) / buffer * factor, 0)`.
@@ -82,12 +75,9 @@ impl Algorithm for Grpo {
         Ok((f64::from(reward) + penalty) as f32)
     }
 
-    /// Keep a group unless dynamic sampling is on and its rewards are all equal (std = 0, so every
-    /// advantage would be 0). A lone rollout has std 0 and is dropped, as in verl.
+    /// Keep a group unless its rewards are all equal (std = 0, so every advantage would be 0). A
+    /// lone rollout has std 0 and is dropped, as in verl.
     fn keep_group(&self, rewards: &[f32]) -> Result<bool> {
-        if !self.config.dynamic_sampling {
-            return Ok(true);
-        }
         Ok(rewards.first().is_some_and(|first| rewards.iter().any(|r| r != first)))
     }
 
@@ -117,13 +107,9 @@ mod tests {
     #[test]
     fn settings_follow_config() {
         let s = grpo(json!({})).settings().unwrap();
-        assert!(!s.needs_reference && s.needs_entropy && s.dynamic_sampling);
-        assert_eq!((s.epochs, s.mini_batch_prompts, s.max_gen_batches), (1, 32, 10));
-        let s = grpo(json!({"kl_coef": 0.01, "log_entropy": false, "epochs": 2, "mask_truncated": true}))
-            .settings()
-            .unwrap();
-        assert!(s.needs_reference && !s.needs_entropy && s.mask_truncated);
-        assert_eq!(s.epochs, 2);
+        assert!(!s.needs_reference && s.needs_entropy);
+        let s = grpo(json!({"kl_coef": 0.01, "log_entropy": false})).settings().unwrap();
+        assert!(s.needs_reference && !s.needs_entropy);
         let s = grpo(json!({"log_entropy": false, "entropy_coef": 0.001})).settings().unwrap();
         assert!(s.needs_entropy);
     }
@@ -152,8 +138,6 @@ mod tests {
         assert!(!g.keep_group(&[0.0, 0.0]).unwrap());
         assert!(!g.keep_group(&[0.5]).unwrap());
         assert!(!g.keep_group(&[]).unwrap());
-        let off = grpo(json!({"dynamic_sampling": false}));
-        assert!(off.keep_group(&[1.0, 1.0]).unwrap() && off.keep_group(&[0.5]).unwrap());
     }
 
     #[test]
@@ -177,9 +161,6 @@ mod tests {
             (json!({"dual_clip": 0.9}), "dual_clip"),
             (json!({"kl_coef": -1.0}), "kl_coef"),
             (json!({"eps": -1.0}), "eps"),
-            (json!({"epochs": 0}), "epochs"),
-            (json!({"mini_batch_prompts": 0}), "mini_batch_prompts"),
-            (json!({"max_gen_batches": 0}), "max_gen_batches"),
             (json!({"overlong_factor": -2.0}), "overlong_factor"),
             (json!({"advantage": "drgrpo", "scale": "group"}), "scale"),
             (json!({"advantage": "ppo"}), "ppo"),

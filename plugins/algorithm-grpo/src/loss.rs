@@ -1,6 +1,20 @@
-//! The clipped policy-gradient loss with KL and entropy terms, following verl's `compute_policy_loss`,
-//! `kl_penalty` and `agg_loss`, except that the divisors come from the mini-batch (`LossNormalizer`) so
-//! that micro-batch losses summed over gradient accumulation equal the mini-batch loss.
+//! The clipped policy-gradient loss with KL and entropy terms.
+//!
+//! The default modes follow current verl (`compute_policy_loss`, `kl_penalty`, `agg_loss` with the
+//! global-batch divisors): the divisors come from the mini-batch (`LossNormalizer`), so micro-batch
+//! losses summed over gradient accumulation equal the mini-batch loss whatever the micro-batch
+//! split; the log-ratio is clamped to ±20 before `exp`; the entropy and KL terms use the same
+//! aggregation as the policy term; seq-mean modes count only sequences with an unmasked token.
+//! Where they differ from current verl: dual clip is off unless `dual_clip` is set (verl's
+//! `clip_ratio_c` defaults to 3), and seq-mean-token-sum-norm divides by `max_response_len`
+//! (the Dr.GRPO paper) rather than the padded width.
+//!
+//! `loss_agg = "qwenlong-l1"` reproduces the verl the QwenLong-L1 paper ran (its `dp_actor.py` and
+//! `core_algos.py`): each term is the token mean over the *micro*-batch, times the micro-batch's
+//! share of the mini-batch's sequences (`policy_loss / gradient_accumulation`), so a micro-batch of
+//! short responses weighs its tokens more than one of long responses; the entropy and KL terms are
+//! always token means; no log-ratio clamp and no dual clip. One deviation: a micro-batch without an
+//! unmasked token contributes 0 (verl's masked mean divides 0 by 0).
 
 use std::collections::BTreeMap;
 
@@ -49,16 +63,23 @@ fn check_shapes(inputs: &LossInputs) -> Result<(i64, i64)> {
     Ok((batch, len))
 }
 
-/// The normaliser must describe a mini-batch containing this micro-batch.
-fn check_normalizer(n: &LossNormalizer, batch: i64, micro_tokens: f64) -> Result<()> {
+/// Sequences of a `[batch, len]` mask with at least one unmasked token.
+fn active_sequences(mask: &Tensor) -> Result<Tensor> {
+    Ok(mask.f_gt(0.0)?.f_any_dim(1, false)?.f_to_kind(mask.kind())?)
+}
+
+/// The normaliser must describe a mini-batch containing this micro-batch (`batch` counts its
+/// sequences with an unmasked token).
+fn check_normalizer(n: &LossNormalizer, batch: f64, micro_tokens: f64) -> Result<()> {
     for (name, v) in [("tokens", n.tokens), ("sequences", n.sequences), ("max_response_len", n.max_response_len)] {
         if !v.is_finite() || v < 0.0 {
             bail!("algorithm/grpo loss: normalizer.{name} is {v}; it must be a finite count >= 0");
         }
     }
-    if n.sequences < batch as f64 {
+    if n.sequences < batch {
         bail!(
-            "algorithm/grpo loss: normalizer.sequences ({}) is less than this micro-batch's {batch} sequences",
+            "algorithm/grpo loss: normalizer.sequences ({}) is less than this micro-batch's {batch} sequences with an \
+             unmasked token",
             n.sequences
         );
     }
@@ -83,6 +104,8 @@ fn masked(values: &Tensor, mask: &Tensor) -> Result<Tensor> {
 }
 
 /// Aggregate a `[batch, len]` loss matrix into this micro-batch's share of the mini-batch loss.
+/// `n.sequences` counts the mini-batch's sequences with an unmasked token (verl leaves fully
+/// masked sequences out of the seq-mean divisors).
 pub fn aggregate(values: &Tensor, mask: &Tensor, n: &LossNormalizer, mode: LossAgg) -> Result<Tensor> {
     let m = masked(values, mask)?;
     // With no unmasked tokens the numerator is 0 too; dividing by 1 keeps the loss 0 instead of NaN.
@@ -96,6 +119,12 @@ pub fn aggregate(values: &Tensor, mask: &Tensor, n: &LossNormalizer, mode: LossA
             per_seq.f_sum(None::<Kind>)?.f_div_scalar(sequences)?
         }
         LossAgg::SeqMeanTokenSumNorm => m.f_sum(None::<Kind>)?.f_div_scalar(sequences * n.max_response_len)?,
+        LossAgg::QwenlongL1 => {
+            // verl_F.masked_mean over the micro-batch, times len(micro) / ppo_mini_batch_size.
+            let micro_tokens = mask.f_sum(None::<Kind>)?.f_clamp_min(1.0)?;
+            let share = active_sequences(mask)?.f_sum(None::<Kind>)?.f_div_scalar(sequences)?;
+            m.f_sum(None::<Kind>)?.f_div(&micro_tokens)?.f_mul(&share)?
+        }
     })
 }
 
@@ -123,17 +152,20 @@ fn masked_mean(values: &Tensor, mask: &Tensor, tokens: f64) -> Result<f64> {
 }
 
 pub fn policy_loss(config: &GrpoConfig, inputs: &LossInputs) -> Result<LossOutput> {
-    let (batch, _len) = check_shapes(inputs)?;
+    check_shapes(inputs)?;
     let kind = inputs.logprobs.kind();
     let mask = inputs.mask.f_to_kind(kind)?;
     let micro_tokens = tch::no_grad(|| scalar(&mask.f_sum(Kind::Double)?))?;
-    check_normalizer(&inputs.normalizer, batch, micro_tokens)?;
+    let micro_active = tch::no_grad(|| scalar(&active_sequences(&mask)?.f_sum(Kind::Double)?))?;
+    check_normalizer(&inputs.normalizer, micro_active, micro_tokens)?;
     let n = &inputs.normalizer;
 
     let advantages = inputs.advantages.f_to_kind(kind)?.f_unsqueeze(1)?; // [batch, 1]
     let neg_adv = advantages.f_neg()?;
-    let log_ratio =
-        inputs.logprobs.f_sub(&inputs.old_logprobs.f_to_kind(kind)?)?.f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
+    let mut log_ratio = inputs.logprobs.f_sub(&inputs.old_logprobs.f_to_kind(kind)?)?;
+    if config.loss_agg != LossAgg::QwenlongL1 {
+        log_ratio = log_ratio.f_clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)?;
+    }
     let ratio = log_ratio.f_exp()?;
     let (low, high) = (1.0 - config.clip_low, 1.0 + config.clip_high);
 

@@ -203,6 +203,9 @@ fn shape_and_normalizer_errors_are_clear() {
     assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("normalizer.tokens"));
     let x = inputs(&[&[1.0], &[1.0]], &[1.0, 1.0], &[&[1.0], &[1.0]], norm(2.0, 1.0, 2.0));
     assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("normalizer.sequences"));
+    // Fully masked sequences do not count against the normaliser's sequences.
+    let x = inputs(&[&[1.0], &[1.0]], &[1.0, 1.0], &[&[1.0], &[0.0]], norm(1.0, 1.0, 2.0));
+    policy_loss(&c, &x).unwrap();
     let x = inputs(&[&[1.0]], &[1.0], &[&[1.0]], norm(f64::NAN, 1.0, 2.0));
     assert!(policy_loss(&c, &x).unwrap_err().to_string().contains("finite"));
 }
@@ -211,8 +214,13 @@ fn shape_and_normalizer_errors_are_clear() {
 fn aggregate_of_an_all_masked_micro_batch_is_zero() {
     let m = t2(&[&[0.0, 0.0]]);
     let v = t2(&[&[5.0, 6.0]]);
-    for mode in [LossAgg::TokenMean, LossAgg::SeqMeanTokenSum, LossAgg::SeqMeanTokenMean, LossAgg::SeqMeanTokenSumNorm]
-    {
+    for mode in [
+        LossAgg::TokenMean,
+        LossAgg::SeqMeanTokenSum,
+        LossAgg::SeqMeanTokenMean,
+        LossAgg::SeqMeanTokenSumNorm,
+        LossAgg::QwenlongL1,
+    ] {
         close(value(&aggregate(&v, &m, &norm(0.0, 1.0, 2.0), mode).unwrap()), 0.0);
     }
 }
@@ -287,6 +295,8 @@ fn reference_loss(
     mask: &[Vec<f64>],
     n: LossNormalizer,
 ) -> f64 {
+    let micro_tokens: f64 = mask.iter().flatten().sum();
+    let micro_active = mask.iter().filter(|row| row.iter().any(|m| *m > 0.0)).count() as f64;
     let agg = |values: &dyn Fn(usize, usize) -> f64| -> f64 {
         let mut total = 0.0;
         for (i, row) in mask.iter().enumerate() {
@@ -297,12 +307,14 @@ fn reference_loss(
                 LossAgg::SeqMeanTokenSum => seq / n.sequences,
                 LossAgg::SeqMeanTokenMean => seq / count.max(1.0) / n.sequences,
                 LossAgg::SeqMeanTokenSumNorm => seq / (n.sequences * n.max_response_len),
+                LossAgg::QwenlongL1 => seq / micro_tokens.max(1.0) * micro_active / n.sequences,
             };
         }
         total
     };
     let pg = |i: usize, t: usize| {
-        let r = log_ratio[i][t].clamp(-20.0, 20.0).exp();
+        let lr = log_ratio[i][t];
+        let r = if c.loss_agg == LossAgg::QwenlongL1 { lr.exp() } else { lr.clamp(-20.0, 20.0).exp() };
         let a = adv[i];
         let clipped = (-a * r).max(-a * r.clamp(1.0 - c.clip_low, 1.0 + c.clip_high));
         match c.dual_clip {
@@ -322,6 +334,39 @@ fn reference_loss(
         }
     };
     agg(&pg) + c.kl_coef * agg(&kl) - c.entropy_coef * agg(&|i, t| entropy[i][t])
+}
+
+/// A scalar transcription of one micro-batch's loss in the verl of QwenLong-L1
+/// (`verl/workers/actor/dp_actor.py::update_policy` with `core_algos.compute_policy_loss(...,
+/// use_token_level_loss=True)`): `pg_loss = masked_mean(max(-A*ratio, -A*clip(ratio)))`,
+/// `policy_loss = pg_loss - masked_mean(entropy) * entropy_coeff (+ masked_mean(kld) * kl_coef)`,
+/// `loss = policy_loss * len(micro) / ppo_mini_batch_size`; ratio = exp(logp - old), unclamped.
+fn qwenlong_l1_reference(
+    c: &GrpoConfig,
+    log_ratio: &[Vec<f64>],
+    entropy: &[Vec<f64>],
+    adv: &[f64],
+    mask: &[Vec<f64>],
+    mini_batch_size: f64,
+) -> f64 {
+    let masked_mean = |values: &dyn Fn(usize, usize) -> f64| {
+        let mut sum = 0.0;
+        let mut count = 0.0;
+        for (i, row) in mask.iter().enumerate() {
+            for (t, m) in row.iter().enumerate() {
+                sum += values(i, t) * m;
+                count += m;
+            }
+        }
+        sum / count
+    };
+    let pg_loss = masked_mean(&|i, t| {
+        let ratio = log_ratio[i][t].exp();
+        (-adv[i] * ratio).max(-adv[i] * ratio.clamp(1.0 - c.clip_low, 1.0 + c.clip_high))
+    });
+    let entropy_loss = masked_mean(&|i, t| entropy[i][t]);
+    let policy_loss = pg_loss - entropy_loss * c.entropy_coef;
+    policy_loss * (mask.len() as f64 / mini_batch_size)
 }
 
 fn matrix(rows: usize, cols: usize, range: std::ops::Range<f64>) -> impl Strategy<Value = Vec<Vec<f64>>> {
@@ -353,12 +398,15 @@ proptest! {
     #[test]
     fn loss_matches_a_scalar_reference(
         (log_ratio, ref_diff, entropy, adv, mask) in case(),
-        mode in prop::sample::select(vec!["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]),
+        mode in prop::sample::select(vec![
+            "token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm", "qwenlong-l1",
+        ]),
         estimator in prop::sample::select(vec!["k1", "k2", "k3"]),
         dual in prop::option::of(1.5f64..4.0),
         extra_tokens in 0.0f64..10.0,
         extra_sequences in 0.0f64..4.0,
     ) {
+        let dual = if mode == "qwenlong-l1" { None } else { dual };
         let c = config(json!({
             "loss_agg": mode, "kl_estimator": estimator, "kl_coef": 0.05, "entropy_coef": 0.01,
             "clip_low": 0.2, "clip_high": 0.28, "dual_clip": dual,
@@ -379,4 +427,85 @@ proptest! {
         let want = reference_loss(&c, &log_ratio, &ref_diff, &entropy, &adv, &mask, n);
         prop_assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "{mode} {estimator}: got {got}, want {want}");
     }
+}
+
+#[test]
+fn qwenlong_l1_matches_a_hand_transcription_of_its_verl() {
+    // A mini-batch of 4 sequences in two micro-batches of 2, with very different token counts:
+    // the paper's verl weighs each micro-batch's token mean by 2/4, so the short micro-batch's
+    // tokens weigh more than under a mini-batch token mean.
+    let ratios: [&[f64]; 4] =
+        [&[1.1, 0.9, 1.3, 1.0], &[0.7, 1.0, 1.0, 1.0], &[1.25, 1.0, 1.0, 1.0], &[1.4, 1.0, 1.0, 1.0]];
+    let mask: [&[f64]; 4] =
+        [&[1.0, 1.0, 1.0, 1.0], &[1.0, 1.0, 1.0, 0.0], &[1.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 0.0, 0.0]];
+    let entropy: [&[f64]; 4] =
+        [&[0.5, 1.0, 1.5, 2.0], &[0.1, 0.2, 0.3, 9.0], &[2.5, 9.0, 9.0, 9.0], &[1.2, 0.4, 9.0, 9.0]];
+    let adv = [0.5, -1.5, 2.0, -0.25];
+    let c = config(json!({"loss_agg": "qwenlong-l1", "entropy_coef": 0.001}));
+    let n = norm(10.0, 4.0, 4.0);
+    let rows = |r: &[&[f64]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+    let mut ours = 0.0;
+    let mut theirs = 0.0;
+    for range in [0..2, 2..4] {
+        let mut x = inputs(&ratios[range.clone()], &adv[range.clone()], &mask[range.clone()], n);
+        x.entropy = Some(t2(&entropy[range.clone()]));
+        ours += value(&policy_loss(&c, &x).unwrap().loss);
+        theirs += qwenlong_l1_reference(
+            &c,
+            &rows(&ratios[range.clone()]).iter().map(|r| r.iter().map(|v| v.ln()).collect()).collect::<Vec<_>>(),
+            &rows(&entropy[range.clone()]),
+            &adv[range.clone()],
+            &rows(&mask[range]),
+            4.0,
+        );
+    }
+    close(ours, theirs);
+    // By hand: micro 1 pg tokens (A=0.5: -0.55, -0.45, -0.6, -0.5; A=-1.5: 1.2, 1.5, 1.5) / 7,
+    // micro 2 (A=2: -2.4; A=-0.25: 0.35, 0.25) / 3; entropy means 9.1/7 and 4.1/3.
+    let micro1 =
+        (-0.55 - 0.45 - 0.6 - 0.5 + 1.2 + 1.5 + 1.5) / 7.0 - 0.001 * (0.5 + 1.0 + 1.5 + 2.0 + 0.1 + 0.2 + 0.3) / 7.0;
+    let micro2 = (-2.4 + 0.35 + 0.25) / 3.0 - 0.001 * (2.5 + 1.2 + 0.4) / 3.0;
+    close(ours, 0.5 * micro1 + 0.5 * micro2);
+    // The default token-mean divides every token by the mini-batch's 10 instead.
+    let token_mean = config(json!({"entropy_coef": 0.001}));
+    let mut whole = inputs(&ratios, &adv, &mask, n);
+    whole.entropy = Some(t2(&entropy));
+    assert!((value(&policy_loss(&token_mean, &whole).unwrap().loss) - ours).abs() > 1e-3);
+}
+
+#[test]
+fn qwenlong_l1_does_not_clamp_the_log_ratio_and_has_no_dual_clip() {
+    // A log-ratio of 25 (beyond verl's current ±20 clamp) with a negative advantage: unclipped.
+    let x = || {
+        let logprobs = t2(&[&[25.0]]).set_requires_grad(true);
+        LossInputs {
+            old_logprobs: logprobs.zeros_like(),
+            logprobs,
+            ref_logprobs: None,
+            entropy: None,
+            advantages: t1(&[-1.0]),
+            mask: t2(&[&[1.0]]),
+            normalizer: norm(1.0, 1.0, 1.0),
+        }
+    };
+    close(value(&policy_loss(&config(json!({"loss_agg": "qwenlong-l1"})), &x()).unwrap().loss), 25f64.exp());
+    close(value(&policy_loss(&config(json!({})), &x()).unwrap().loss), 20f64.exp());
+    let e = Grpo::new(config(json!({"loss_agg": "qwenlong-l1", "dual_clip": 3.0}))).err().unwrap().to_string();
+    assert!(e.contains("dual_clip"), "{e}");
+}
+
+#[test]
+fn seq_mean_modes_leave_fully_masked_sequences_out() {
+    // Three sequences, the last fully masked (a dropped or unscored rollout): the normaliser counts
+    // the two with tokens, and the masked one neither adds to the numerator nor to the divisor.
+    let x = |n| {
+        inputs(&[&[1.0, 1.0], &[1.0, 1.0], &[1.0, 1.0]], &[1.0, -3.0, 5.0], &[&[1.0, 1.0], &[1.0, 0.0], &[0.0, 0.0]], n)
+    };
+    let c = config(json!({"loss_agg": "seq-mean-token-mean"}));
+    close(value(&policy_loss(&c, &x(norm(3.0, 2.0, 2.0))).unwrap().loss), (-1.0 + 3.0) / 2.0);
+    let c = config(json!({"loss_agg": "seq-mean-token-sum"}));
+    close(value(&policy_loss(&c, &x(norm(3.0, 2.0, 2.0))).unwrap().loss), (-2.0 + 3.0) / 2.0);
+    // A normaliser counting fewer sequences with tokens than the micro-batch has is refused.
+    let e = policy_loss(&c, &x(norm(3.0, 1.0, 2.0))).unwrap_err().to_string();
+    assert!(e.contains("normalizer.sequences") && e.contains("unmasked"), "{e}");
 }

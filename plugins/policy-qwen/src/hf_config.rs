@@ -234,6 +234,27 @@ impl QwenConfig {
         raw
     }
 
+    /// Replace the rotary scaling with `value`, an HF `rope_scaling` object (the policy's
+    /// override, e.g. YaRN for contexts past the trained length).
+    pub fn override_rope_scaling(&mut self, value: &Value) -> Result<()> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::msg(format!("expected a table like HF's rope_scaling, got {value}")))?;
+        self.rope_scaling = parse_rope_scaling(obj, "rope_scaling", self.max_position_embeddings)?;
+        Ok(())
+    }
+
+    /// The longest context the model is meant to run: `max_position_embeddings`, or with YaRN the
+    /// original length times the factor when that is longer (vLLM's `max_model_len` rule).
+    pub fn context_length(&self) -> i64 {
+        match self.rope_scaling {
+            RopeScaling::Yarn { factor, original_max_position_embeddings, .. } => {
+                self.max_position_embeddings.max((factor * original_max_position_embeddings) as i64)
+            }
+            _ => self.max_position_embeddings,
+        }
+    }
+
     pub fn num_parameters(&self) -> u64 {
         let (h, i, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.vocab_size as u64);
         let (q, kv) =
@@ -308,6 +329,19 @@ mod tests {
         assert_eq!(a.rope_scaling, b.rope_scaling);
         assert!(matches!(a.rope_scaling, RopeScaling::Yarn { factor: 4.0, .. }));
         assert_eq!(a.head_dim, 16);
+    }
+
+    #[test]
+    fn rope_override_replaces_the_scaling_and_extends_the_context() {
+        let mut c = QwenConfig::from_value(base(), "c").unwrap();
+        assert_eq!(c.context_length(), 1024);
+        c.override_rope_scaling(&json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}))
+            .unwrap();
+        assert!(matches!(c.rope_scaling, RopeScaling::Yarn { factor: 4.0, .. }));
+        assert_eq!(c.context_length(), 4096);
+        let err = c.override_rope_scaling(&json!({"rope_type": "ntk-by-parts"})).unwrap_err().to_string();
+        assert!(err.contains("ntk-by-parts"), "{err}");
+        assert!(c.override_rope_scaling(&json!(4.0)).is_err());
     }
 
     #[test]

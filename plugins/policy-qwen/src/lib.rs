@@ -1,10 +1,13 @@
 //! The `qwen` policy: Qwen2 / Qwen3 decoders in tch that agree with HF transformers, loading and
-//! saving HF checkpoints, with the HF tokenizer and chat template, KV-cache generation and chunked
-//! per-token log-probs for training.
+//! saving HF checkpoints, with the HF tokenizer and chat template, group-aware KV-cache generation
+//! with on-device sampling, and chunked per-token log-probs for training.
 
+pub mod attention;
 pub mod checkpoint;
+pub mod device;
 pub mod generate;
 pub mod hf_config;
+pub mod kv_cache;
 pub mod logprobs;
 pub mod model;
 pub mod onednn;
@@ -12,8 +15,8 @@ pub mod recompute;
 pub mod rope;
 pub mod sampling;
 pub mod text;
+pub mod weights;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use longrl_core::abi::Component;
@@ -23,17 +26,18 @@ use longrl_core::api::{
 };
 use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
+use crate::checkpoint::CheckpointSource;
+use crate::generate::EngineOptions;
 use crate::hf_config::{Arch, QwenConfig};
-use crate::model::{QwenModel, parameter_shapes};
+use crate::logprobs::{BatchLayout, Entropy, ScoreOptions};
+use crate::model::QwenModel;
 use crate::text::{CHATML_TEMPLATE, TextCodec};
+use crate::weights::{RandomSource, Vars};
 
 const COMPONENT: &str = "policy/qwen";
 
@@ -87,8 +91,16 @@ pub struct QwenPolicyConfig {
     /// chunk's logits are recomputed in the backward pass, so peak memory grows with the chunk, not
     /// with tokens x vocab (0: all tokens at once).
     pub logprob_chunk_tokens: u32,
+    /// How log-prob batches run: shared (packed without padding; consecutive sequences with the same
+    /// prompt share one forward of it, and their gradients flow into it), packed (packed, each sequence
+    /// whole) or padded (right-padded rows).
+    pub logprob_layout: BatchLayout,
     /// Prefill long prompts this many tokens at a time during generation (0: all at once).
     pub prefill_chunk_tokens: u32,
+    /// Override the checkpoint's rotary scaling, in HF's `rope_scaling` form, e.g. {rope_type = "yarn",
+    /// factor = 4.0, original_max_position_embeddings = 32768} for the paper's 120K evaluation (YaRN
+    /// factor 4 above 32K); the reported context length becomes factor x original.
+    pub rope_scaling: Option<Value>,
     /// Build a random model instead of loading one: {arch, hidden, layers, heads, kv_heads,
     /// intermediate, tokenizer, seed, max_position_embeddings, rope_theta, tie_word_embeddings}.
     pub init: Option<InitConfig>,
@@ -102,7 +114,9 @@ impl Default for QwenPolicyConfig {
             gradient_checkpointing: false,
             pack_decode_weights: true,
             logprob_chunk_tokens: 1024,
+            logprob_layout: BatchLayout::Shared,
             prefill_chunk_tokens: 0,
+            rope_scaling: None,
             init: None,
         }
     }
@@ -157,9 +171,10 @@ impl Component for QwenPolicy {
 impl QwenPolicy {
     pub fn new(config: QwenPolicyConfig, device: Device) -> Result<QwenPolicy> {
         let kind = parse_kind(&config.dtype, device)?;
+        let rope = config.rope_scaling.as_ref();
         let (mut model, codec) = match (&config.init, &config.model) {
-            (Some(init), _) => random_model(init, device, kind)?,
-            (None, Some(dir)) => load_model(dir, device, kind)?,
+            (Some(init), _) => random_model(init, rope, device, kind)?,
+            (None, Some(dir)) => load_model(dir, rope, device, kind)?,
             (None, None) => {
                 return Err(Error::config("model", "required (a model directory), unless `init` is given"));
             }
@@ -168,7 +183,6 @@ impl QwenPolicy {
             let _ = p.set_requires_grad(true);
         }
         model.set_gradient_checkpointing(config.gradient_checkpointing);
-        model.set_pack_for_decode(config.pack_decode_weights);
         tracing::info!(
             arch = model.config.arch.model_type(),
             parameters = model.config.num_parameters(),
@@ -189,20 +203,24 @@ impl QwenPolicy {
     }
 }
 
-fn load_model(dir: &Path, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
-    let config = QwenConfig::from_file(&dir.join("config.json"))?;
-    let mut tensors = BTreeMap::new();
-    checkpoint::read_weights(dir, &parameter_shapes(&config), config.tie_word_embeddings, kind, device, |n, t| {
-        tensors.insert(n.to_string(), t);
-        Ok(())
-    })?;
-    let codec = TextCodec::load(&dir.join(text::TOKENIZER_FILE), dir, Some(&config.raw))?;
-    let model = QwenModel::from_tensors(config, tensors, device, kind)?;
+/// The checkpoint's config with the policy's `rope_scaling` override applied.
+fn with_rope_override(mut config: QwenConfig, rope: Option<&Value>) -> Result<QwenConfig> {
+    if let Some(value) = rope {
+        config.override_rope_scaling(value).map_err(|e| Error::config("rope_scaling", e.to_string()))?;
+    }
+    Ok(config)
+}
+
+fn load_model(dir: &Path, rope: Option<&Value>, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
+    let config = with_rope_override(QwenConfig::from_file(&dir.join("config.json"))?, rope)?;
+    let source = CheckpointSource::open(dir, config.tie_word_embeddings, kind, device)?;
+    let model = QwenModel::new(config, Vars::new(source), device, kind)?;
+    let codec = TextCodec::load(&dir.join(text::TOKENIZER_FILE), dir, Some(&model.config.raw))?;
     Ok((model, codec))
 }
 
 /// HF's initialisation: normal(0, 0.02) weights and embeddings, zero biases, unit norms.
-fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
+fn random_model(init: &InitConfig, rope: Option<&Value>, device: Device, kind: Kind) -> Result<(QwenModel, TextCodec)> {
     let arch = Arch::parse(&init.arch)
         .ok_or_else(|| Error::config("init.arch", format!("`{}` is not one of qwen2, qwen3", init.arch)))?;
     for (key, v) in [
@@ -239,22 +257,9 @@ fn random_model(init: &InitConfig, device: Device, kind: Kind) -> Result<(QwenMo
         codec.bos_token_id,
         codec.eos_token_ids.first().copied(),
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(init.seed);
-    let normal = Normal::new(0.0f32, 0.02).map_err(Error::msg)?;
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in parameter_shapes(&config) {
-        let numel: i64 = shape.iter().product();
-        let values: Vec<f32> = if name.ends_with("norm.weight") {
-            vec![1.0; numel as usize]
-        } else if name.ends_with(".bias") {
-            vec![0.0; numel as usize]
-        } else {
-            (0..numel).map(|_| normal.sample(&mut rng)).collect()
-        };
-        let t = Tensor::from_slice(&values).f_view(shape.as_slice())?.f_to(device)?.f_to_kind(kind)?;
-        tensors.insert(name, t);
-    }
-    Ok((QwenModel::from_tensors(config, tensors, device, kind)?, codec))
+    let config = with_rope_override(config, rope)?;
+    let source = RandomSource::new(init.seed, kind, device)?;
+    Ok((QwenModel::new(config, Vars::new(source), device, kind)?, codec))
 }
 
 /// A tokenizer config for a bare tokenizer.json: ChatML template, `<|im_end|>` / `<|endoftext|>` ends.
@@ -296,7 +301,7 @@ impl Policy for QwenPolicy {
             pad_token_id: self.codec.pad_token_id,
             device: longrl_core::device::device_name(self.model.device),
             dtype: kind_name(self.model.kind).into(),
-            max_position_embeddings: c.max_position_embeddings as u64,
+            max_position_embeddings: c.context_length() as u64,
         })
     }
 
@@ -313,11 +318,27 @@ impl Policy for QwenPolicy {
     }
 
     fn generate(&mut self, prompts: &[Vec<u32>], params: &GenerationParams) -> Result<GenerateOutput> {
-        generate::generate(&self.model, &self.codec, prompts, params, self.config.prefill_chunk_tokens)
+        let options = EngineOptions {
+            prefill_chunk: self.config.prefill_chunk_tokens as i64,
+            pack_decode_weights: self.config.pack_decode_weights,
+            ..EngineOptions::default()
+        };
+        generate::generate(&self.model, &self.codec, prompts, params, options)
     }
 
     fn logprobs(&mut self, batch: &[Sequence], options: &LogprobOptions) -> Result<LogprobOutput> {
-        logprobs::logprobs(&self.model, batch, options, self.config.logprob_chunk_tokens)
+        let chunk = match options.chunk_tokens {
+            0 => self.config.logprob_chunk_tokens,
+            c => c,
+        };
+        let options = ScoreOptions {
+            with_grad: options.with_grad,
+            entropy: if options.entropy { Entropy::WithGrad } else { Entropy::No },
+            chunk_tokens: chunk as i64,
+            temperature: options.temperature as f64,
+            layout: self.config.logprob_layout,
+        };
+        logprobs::logprobs(&self.model, batch, &options)
     }
 
     fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
@@ -329,21 +350,9 @@ impl Policy for QwenPolicy {
     }
 
     fn load_weights(&mut self, dir: &Path) -> Result<()> {
-        let config = &self.model.config;
-        let params: BTreeMap<&str, &Tensor> = self.model.parameters().iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let _guard = tch::no_grad_guard();
-        checkpoint::read_weights(
-            dir,
-            &parameter_shapes(config),
-            config.tie_word_embeddings,
-            self.model.kind,
-            self.model.device,
-            |name, t| {
-                let mut p = params[name].shallow_clone();
-                p.f_copy_(&t)?;
-                Ok(())
-            },
-        )
+        let source =
+            CheckpointSource::open(dir, self.model.config.tie_word_embeddings, self.model.kind, self.model.device)?;
+        source.copy_into(self.model.parameters())
     }
 }
 

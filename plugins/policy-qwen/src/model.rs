@@ -1,19 +1,25 @@
-//! The Qwen2 / Qwen3 decoder in tch, structured like HF's modeling code; parameter names are the HF
-//! checkpoint keys.
+//! The Qwen2 / Qwen3 decoder in tch, structured like HF's modeling code. Each tensor is asked for
+//! by its checkpoint name, spelled once, in the constructors below (see [`crate::weights`]).
+//!
+//! The model computes projections, norms, rotary embeddings and the MLP; where the keys of an
+//! attention live and what each query sees is the caller's: a [`Layout`] for forwards without a
+//! cache (training, scoring), or an attention callback for generation, which keeps its own caches.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use longrl_core::{Error, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
+use crate::attention::{KeyPart, attend};
 use crate::hf_config::{Arch, QwenConfig};
-use crate::onednn::PackedLinear;
+use crate::onednn::{PackedLayer, PackedLinear, PackedWeights, Proj};
 use crate::recompute::{grad_enabled, recompute};
 use crate::rope::{Rope, apply_rotary};
+use crate::weights::{Init, Vars};
 
-struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -32,10 +38,6 @@ impl Linear {
             None => self.forward(x),
         }
     }
-
-    fn pack(&self, batch: i64) -> Result<Option<PackedLinear>> {
-        PackedLinear::new(&self.weight, self.bias.as_ref(), batch)
-    }
 }
 
 /// HF's RMSNorm: normalise in float32, scale in the input dtype.
@@ -47,39 +49,73 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(weight.f_mul(&h.f_to_kind(kind)?)?)
 }
 
-/// One layer's generation state: its slice of the KV cache, `[B, kv_heads, capacity, head_dim]`,
-/// and, on CPU in float32, its weights packed for decode steps.
-pub struct LayerCache {
-    pub k: Tensor,
-    pub v: Tensor,
-    packed: Option<PackedLayer>,
+/// A run of tokens in a packed row: `[start, start + len)`, causal within itself, and, with
+/// `prefix`, also seeing all of an earlier segment (its group's shared prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start: i64,
+    pub len: i64,
+    pub prefix: Option<usize>,
 }
 
-/// A layer's projections packed for oneDNN (see [`PackedLinear`]); used by one-token steps.
-struct PackedLayer {
-    q: PackedLinear,
-    k: PackedLinear,
-    v: PackedLinear,
-    o: PackedLinear,
-    gate: PackedLinear,
-    up: PackedLinear,
-    down: PackedLinear,
+/// What the queries of a forward without a cache see.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// `[B, T]` rows, causal within each (right padding is invisible to the real tokens).
+    Rows,
+    /// One row `[1, T]` of back-to-back segments tiling `[0, T)` in order: no padding, no mask.
+    Packed(Arc<Vec<Segment>>),
 }
 
-/// How the queries of one forward attend.
-pub struct AttentionSpec<'a> {
-    /// Boolean `[B, 1, T, K]` (true = attend); `None` means plain causal over `K == T` keys, or all
-    /// cached keys when decoding.
-    pub mask: Option<&'a Tensor>,
-    /// Cache column where this forward's first token goes (ignored without a cache).
-    pub write_at: i64,
+impl Layout {
+    /// Attention for `q` `[B, heads, T, D]` and this forward's own `k`, `v` `[B, kv_heads, T, D]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+        let gqa = q.size()[1] != k.size()[1];
+        match self {
+            Layout::Rows => Ok(Tensor::f_scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, true, scale, gqa)?),
+            Layout::Packed(segments) => {
+                let t = q.size()[2];
+                let covered: i64 = segments.iter().map(|s| s.len).sum();
+                if q.size()[0] != 1 || covered != t {
+                    return Err(Error::msg(format!(
+                        "packed layout: segments cover {covered} tokens of a [{}, {t}] batch",
+                        q.size()[0]
+                    )));
+                }
+                let mut outs = Vec::with_capacity(segments.len());
+                for s in segments.iter() {
+                    let take = |x: &Tensor| x.f_narrow(2, s.start, s.len);
+                    let (qs, ks, vs) = (take(q)?, take(k)?, take(v)?);
+                    let out = match s.prefix {
+                        None => Tensor::f_scaled_dot_product_attention::<Tensor>(
+                            &qs, &ks, &vs, None, 0.0, true, scale, gqa,
+                        )?,
+                        Some(p) => {
+                            let p = segments.get(p).filter(|p| p.start + p.len <= s.start).ok_or_else(|| {
+                                Error::msg(format!("packed layout: segment at {} has no earlier prefix {p}", s.start))
+                            })?;
+                            let pk = k.f_narrow(2, p.start, p.len)?;
+                            let pv = v.f_narrow(2, p.start, p.len)?;
+                            attend(&qs, &[KeyPart::all(&pk, &pv), KeyPart::causal(&ks, &vs)], scale)?
+                        }
+                    };
+                    outs.push(out);
+                }
+                Ok(if outs.len() == 1 { outs.remove(0) } else { Tensor::f_cat(&outs, 2)? })
+            }
+        }
+    }
 }
+
+/// A layer's attention as generation runs it: `(layer, q, k, v) -> out`, with q `[B, heads, T, D]`
+/// and this forward's k, v `[B, kv_heads, T, D]` (rotated); the callback stores k and v in its
+/// cache and attends over whatever the queries see.
+pub type AttendFn<'a> = dyn FnMut(usize, &Tensor, &Tensor, &Tensor) -> Result<Tensor> + 'a;
 
 /// What every layer of one forward shares.
 struct Pass<'a> {
     cos: &'a Tensor,
     sin: &'a Tensor,
-    spec: &'a AttentionSpec<'a>,
     eps: f64,
     /// Norms and SwiGLU as recomputing autograd nodes (see [`elementwise`]).
     lean: bool,
@@ -122,6 +158,33 @@ struct Attention {
 }
 
 impl Attention {
+    fn new(vb: &Vars, c: &QwenConfig) -> Result<Attention> {
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let (q_dim, kv_dim) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+        let (q, k, v) = (vb.pp("q_proj"), vb.pp("k_proj"), vb.pp("v_proj"));
+        // Weights before biases: the order of HF's parameter list (and of a seeded random init).
+        let qw = q.get("weight", &[q_dim, h], Init::Normal)?;
+        let kw = k.get("weight", &[kv_dim, h], Init::Normal)?;
+        let vw = v.get("weight", &[kv_dim, h], Init::Normal)?;
+        let bias = |p: &Vars, n: i64| c.qkv_bias.then(|| p.get("bias", &[n], Init::Zeros)).transpose();
+        let (qb, kb, vb_) = (bias(&q, q_dim)?, bias(&k, kv_dim)?, bias(&v, kv_dim)?);
+        let o = Linear { weight: vb.pp("o_proj").get("weight", &[h, q_dim], Init::Normal)?, bias: None };
+        let head_norm =
+            |name: &str| (c.arch == Arch::Qwen3).then(|| vb.pp(name).get("weight", &[hd], Init::Ones)).transpose();
+        Ok(Attention {
+            q: Linear { weight: qw, bias: qb },
+            k: Linear { weight: kw, bias: kb },
+            v: Linear { weight: vw, bias: vb_ },
+            o,
+            q_norm: head_norm("q_norm")?,
+            k_norm: head_norm("k_norm")?,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: hd,
+            eps: c.rms_norm_eps,
+        })
+    }
+
     fn shallow_clone(&self) -> Attention {
         Attention {
             q: self.q.shallow_clone(),
@@ -138,65 +201,36 @@ impl Attention {
         &self,
         x: &Tensor,
         pass: &Pass<'_>,
-        cache: Option<(&Tensor, &Tensor)>,
+        attend: &mut AttendFn<'_>,
+        layer: usize,
         packed: Option<&PackedLayer>,
     ) -> Result<Tensor> {
         let (b, t) = (x.size()[0], x.size()[1]);
-        let spec = pass.spec;
         let head_dim = self.head_dim;
         let eps = self.eps;
         // Projected `[B, T, heads, D]` -> (Qwen3: per-head norm) -> `[B, heads, T, D]` -> rotary.
         // Rotary alone keeps nothing big for backward (its products are with constants), so only
         // the norm + rotary block of Qwen3 is worth a recomputing node.
-        let rotated =
-            |lin: &Linear, fast: Option<&PackedLinear>, heads: i64, norm: Option<&Tensor>| -> Result<Tensor> {
-                let y = lin.forward_with(x, fast)?.f_view([b, t, heads, head_dim])?;
-                let Some(norm) = norm else {
-                    return apply_rotary(&y.f_transpose(1, 2)?, pass.cos, pass.sin);
-                };
-                let (cos, sin, weight) = (pass.cos.shallow_clone(), pass.sin.shallow_clone(), norm.shallow_clone());
-                elementwise(pass.lean, &[&y], &[norm], move |i| {
-                    apply_rotary(&rms_norm(&i[0], &weight, eps)?.f_transpose(1, 2)?, &cos, &sin)
-                })
+        let rotated = |lin: &Linear, proj: Proj, heads: i64, norm: Option<&Tensor>| -> Result<Tensor> {
+            let y = lin.forward_with(x, packed.map(|p| &p[proj]))?.f_view([b, t, heads, head_dim])?;
+            let Some(norm) = norm else {
+                return apply_rotary(&y.f_transpose(1, 2)?, pass.cos, pass.sin);
             };
-        let q = rotated(&self.q, packed.map(|p| &p.q), self.heads, self.q_norm.as_ref())?;
-        let k = rotated(&self.k, packed.map(|p| &p.k), self.kv_heads, self.k_norm.as_ref())?;
-        let v =
-            self.v.forward_with(x, packed.map(|p| &p.v))?.f_view([b, t, self.kv_heads, head_dim])?.f_transpose(1, 2)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let gqa = self.heads != self.kv_heads;
-        let out = match cache {
-            Some((cache_k, cache_v)) => {
-                // Written in place: the cache is allocated once per generation.
-                cache_k.f_narrow(2, spec.write_at, t)?.f_copy_(&k)?;
-                cache_v.f_narrow(2, spec.write_at, t)?.f_copy_(&v)?;
-                let keys = cache_k.f_narrow(2, 0, spec.write_at + t)?;
-                let values = cache_v.f_narrow(2, 0, spec.write_at + t)?;
-                let causal = spec.mask.is_none() && t > 1;
-                if causal && spec.write_at > 0 {
-                    return Err(Error::msg("internal: a chunk after the first needs an explicit mask"));
-                }
-                if t == 1 && gqa {
-                    // A decode step: the query heads that share a KV head become that head's
-                    // `n_rep` query rows, so each cached key and value is read once per step
-                    // rather than once per query head. HF's head order (query head h uses KV
-                    // head h / n_rep) makes this a view; a `[B, 1, 1, K]` mask still broadcasts.
-                    let n_rep = self.heads / self.kv_heads;
-                    let grouped = q.f_reshape([b, self.kv_heads, n_rep, head_dim])?;
-                    Tensor::f_scaled_dot_product_attention(
-                        &grouped, &keys, &values, spec.mask, 0.0, false, scale, false,
-                    )?
-                    .f_reshape([b, self.heads, 1, head_dim])?
-                } else {
-                    Tensor::f_scaled_dot_product_attention(&q, &keys, &values, spec.mask, 0.0, causal, scale, gqa)?
-                }
-            }
-            None => {
-                Tensor::f_scaled_dot_product_attention(&q, &k, &v, spec.mask, 0.0, spec.mask.is_none(), scale, gqa)?
-            }
+            let (cos, sin, weight) = (pass.cos.shallow_clone(), pass.sin.shallow_clone(), norm.shallow_clone());
+            elementwise(pass.lean, &[&y], &[norm], move |i| {
+                apply_rotary(&rms_norm(&i[0], &weight, eps)?.f_transpose(1, 2)?, &cos, &sin)
+            })
         };
+        let q = rotated(&self.q, Proj::Q, self.heads, self.q_norm.as_ref())?;
+        let k = rotated(&self.k, Proj::K, self.kv_heads, self.k_norm.as_ref())?;
+        let v = self
+            .v
+            .forward_with(x, packed.map(|p| &p[Proj::V]))?
+            .f_view([b, t, self.kv_heads, head_dim])?
+            .f_transpose(1, 2)?;
+        let out = attend(layer, &q, &k, &v)?;
         let out = out.f_transpose(1, 2)?.f_reshape([b, t, self.heads * self.head_dim])?;
-        self.o.forward_with(&out, packed.map(|p| &p.o))
+        self.o.forward_with(&out, packed.map(|p| &p[Proj::O]))
     }
 }
 
@@ -207,15 +241,27 @@ struct Mlp {
 }
 
 impl Mlp {
+    fn new(vb: &Vars, c: &QwenConfig) -> Result<Mlp> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let linear = |name: &str, shape: [i64; 2]| -> Result<Linear> {
+            Ok(Linear { weight: vb.pp(name).get("weight", &shape, Init::Normal)?, bias: None })
+        };
+        Ok(Mlp {
+            gate: linear("gate_proj", [i, h])?,
+            up: linear("up_proj", [i, h])?,
+            down: linear("down_proj", [h, i])?,
+        })
+    }
+
     fn shallow_clone(&self) -> Mlp {
         Mlp { gate: self.gate.shallow_clone(), up: self.up.shallow_clone(), down: self.down.shallow_clone() }
     }
 
     fn forward(&self, x: &Tensor, lean: bool, packed: Option<&PackedLayer>) -> Result<Tensor> {
-        let gate = self.gate.forward_with(x, packed.map(|p| &p.gate))?;
-        let up = self.up.forward_with(x, packed.map(|p| &p.up))?;
+        let gate = self.gate.forward_with(x, packed.map(|p| &p[Proj::Gate]))?;
+        let up = self.up.forward_with(x, packed.map(|p| &p[Proj::Up]))?;
         let h = elementwise(lean, &[&gate, &up], &[], |i| Ok(i[0].f_silu()?.f_mul(&i[1])?))?;
-        self.down.forward_with(&h, packed.map(|p| &p.down))
+        self.down.forward_with(&h, packed.map(|p| &p[Proj::Down]))
     }
 }
 
@@ -227,6 +273,16 @@ struct Layer {
 }
 
 impl Layer {
+    fn new(vb: &Vars, c: &QwenConfig) -> Result<Layer> {
+        let h = c.hidden_size;
+        Ok(Layer {
+            input_norm: vb.pp("input_layernorm").get("weight", &[h], Init::Ones)?,
+            attention: Attention::new(&vb.pp("self_attn"), c)?,
+            post_norm: vb.pp("post_attention_layernorm").get("weight", &[h], Init::Ones)?,
+            mlp: Mlp::new(&vb.pp("mlp"), c)?,
+        })
+    }
+
     /// Handles to the same weights (the closure of a checkpointed layer owns them).
     fn shallow_clone(&self) -> Layer {
         Layer {
@@ -237,93 +293,53 @@ impl Layer {
         }
     }
 
+    /// The projections in [`Proj`] order, for packing.
+    fn projections(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.attention, &self.mlp);
+        [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+    }
+
     /// Every weight of the layer.
     fn tensors(&self) -> Vec<&Tensor> {
-        let a = &self.attention;
         let mut out = vec![&self.input_norm, &self.post_norm];
-        for lin in [&a.q, &a.k, &a.v, &a.o, &self.mlp.gate, &self.mlp.up, &self.mlp.down] {
+        for lin in self.projections() {
             out.push(&lin.weight);
             out.extend(lin.bias.as_ref());
         }
-        out.extend(a.q_norm.as_ref());
-        out.extend(a.k_norm.as_ref());
+        out.extend(self.attention.q_norm.as_ref());
+        out.extend(self.attention.k_norm.as_ref());
         out
     }
 
-    fn forward(&self, x: &Tensor, pass: &Pass<'_>, cache: Option<&LayerCache>) -> Result<Tensor> {
-        // Packed weights pay off for one-token steps; a prefill's many rows use the plain path.
-        let packed = cache.and_then(|c| c.packed.as_ref()).filter(|_| x.size()[1] == 1);
+    fn forward(
+        &self,
+        x: &Tensor,
+        pass: &Pass<'_>,
+        attend: &mut AttendFn<'_>,
+        layer: usize,
+        packed: Option<&PackedLayer>,
+    ) -> Result<Tensor> {
         let h = norm(x, &self.input_norm, pass.eps, pass.lean)?;
-        let h = self.attention.forward(&h, pass, cache.map(|c| (&c.k, &c.v)), packed)?;
+        let h = self.attention.forward(&h, pass, attend, layer, packed)?;
         let x = x.f_add(&h)?;
         let h = norm(&x, &self.post_norm, pass.eps, pass.lean)?;
         Ok(x.f_add(&self.mlp.forward(&h, pass.lean, packed)?)?)
     }
 
-    fn pack(&self, batch: i64) -> Result<Option<PackedLayer>> {
-        let (a, m) = (&self.attention, &self.mlp);
-        let (Some(q), Some(k), Some(v), Some(o), Some(gate), Some(up), Some(down)) = (
-            a.q.pack(batch)?,
-            a.k.pack(batch)?,
-            a.v.pack(batch)?,
-            a.o.pack(batch)?,
-            m.gate.pack(batch)?,
-            m.up.pack(batch)?,
-            m.down.pack(batch)?,
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(PackedLayer { q, k, v, o, gate, up, down }))
-    }
-
-    /// `forward` without a cache as one recomputing autograd node: only `x` is kept for the
+    /// `forward` over `layout` as one recomputing autograd node: only `x` is kept for the
     /// backward pass, which runs the layer again.
-    fn forward_checkpointed(&self, x: &Tensor, pass: &Pass<'_>) -> Result<Tensor> {
+    fn forward_checkpointed(&self, x: &Tensor, pass: &Pass<'_>, layout: &Layout, scale: f64) -> Result<Tensor> {
         let layer = self.shallow_clone();
         let (cos, sin) = (pass.cos.shallow_clone(), pass.sin.shallow_clone());
-        let mask = pass.spec.mask.map(Tensor::shallow_clone);
-        let (write_at, eps) = (pass.spec.write_at, pass.eps);
+        let (layout, eps) = (layout.clone(), pass.eps);
         let mut out = recompute(&[x], &self.tensors(), 1, move |inputs| {
-            let spec = AttentionSpec { mask: mask.as_ref(), write_at };
             // The whole layer is recomputed: no nodes inside it.
-            let pass = Pass { cos: &cos, sin: &sin, spec: &spec, eps, lean: false };
-            Ok(vec![layer.forward(&inputs[0], &pass, None)?])
+            let pass = Pass { cos: &cos, sin: &sin, eps, lean: false };
+            let mut attend = |_: usize, q: &Tensor, k: &Tensor, v: &Tensor| layout.attend(q, k, v, scale);
+            Ok(vec![layer.forward(&inputs[0], &pass, &mut attend, 0, None)?])
         })?;
         Ok(out.remove(0))
     }
-}
-
-/// Expected parameter names and shapes, in checkpoint order.
-pub fn parameter_shapes(config: &QwenConfig) -> Vec<(String, Vec<i64>)> {
-    let (h, hd) = (config.hidden_size, config.head_dim);
-    let (q, kv) = (config.num_attention_heads * hd, config.num_key_value_heads * hd);
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
-    for i in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
-        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
-        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
-        if config.qkv_bias {
-            out.push((format!("{p}.self_attn.q_proj.bias"), vec![q]));
-            out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv]));
-            out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv]));
-        }
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
-        if config.arch == Arch::Qwen3 {
-            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
-            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
-        }
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![config.intermediate_size, h]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![config.intermediate_size, h]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, config.intermediate_size]));
-    }
-    out.push(("model.norm.weight".to_string(), vec![h]));
-    if !config.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
-    }
-    out
 }
 
 /// Logits `[.., V]` of hidden states under the vocabulary projection `lm_head` `[V, H]`, in float32.
@@ -333,7 +349,7 @@ pub fn project(hidden: &Tensor, lm_head: &Tensor) -> Result<Tensor> {
 
 pub struct QwenModel {
     pub config: QwenConfig,
-    pub device: Device,
+    pub device: tch::Device,
     pub kind: Kind,
     embed: Tensor,
     layers: Vec<Layer>,
@@ -344,77 +360,27 @@ pub struct QwenModel {
     gradient_checkpointing: bool,
     /// Recompute norms and SwiGLU in the backward pass (on by default).
     lean_elementwise: bool,
-    /// Generation packs the weights for oneDNN where it can (on by default).
-    pack_for_decode: bool,
-    /// Every parameter by HF name (shallow clones of the tensors above).
+    /// Every parameter by HF name, in checkpoint order (shallow clones of the tensors above).
     params: Vec<(String, Tensor)>,
 }
 
 impl QwenModel {
-    /// Build from named tensors already on `device` in `kind`, one per `parameter_shapes` entry.
-    pub fn from_tensors(
-        config: QwenConfig,
-        mut tensors: BTreeMap<String, Tensor>,
-        device: Device,
-        kind: Kind,
-    ) -> Result<QwenModel> {
-        let shapes = parameter_shapes(&config);
-        let mut params = Vec::with_capacity(shapes.len());
-        for (name, shape) in &shapes {
-            let t = tensors.get(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))?;
-            if t.size() != *shape {
-                return Err(Error::msg(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size())));
-            }
-            params.push((name.clone(), t.shallow_clone()));
-        }
-        let mut take = |name: &str| -> Result<Tensor> {
-            tensors.remove(name).ok_or_else(|| Error::msg(format!("missing tensor `{name}`")))
+    /// Build the model from `vars` (a checkpoint or a random source), on `device` in `kind`.
+    pub fn new(config: QwenConfig, vars: Vars, device: tch::Device, kind: Kind) -> Result<QwenModel> {
+        let (v, h) = (config.vocab_size, config.hidden_size);
+        let model = vars.pp("model");
+        let embed = model.pp("embed_tokens").get("weight", &[v, h], Init::Normal)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::new(&model.pp("layers").pp(i), &config))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = model.pp("norm").get("weight", &[h], Init::Ones)?;
+        let lm_head = if config.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            vars.pp("lm_head").get("weight", &[v, h], Init::Normal)?
         };
-        let embed = take("model.embed_tokens.weight")?;
-        let mut layers = Vec::new();
-        for i in 0..config.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let mut linear = |name: &str, bias: bool| -> Result<Linear> {
-                Ok(Linear {
-                    weight: take(&format!("{p}.{name}.weight"))?,
-                    bias: if bias { Some(take(&format!("{p}.{name}.bias"))?) } else { None },
-                })
-            };
-            let q = linear("self_attn.q_proj", config.qkv_bias)?;
-            let k = linear("self_attn.k_proj", config.qkv_bias)?;
-            let v = linear("self_attn.v_proj", config.qkv_bias)?;
-            let o = linear("self_attn.o_proj", false)?;
-            let gate = linear("mlp.gate_proj", false)?;
-            let up = linear("mlp.up_proj", false)?;
-            let down = linear("mlp.down_proj", false)?;
-            let (q_norm, k_norm) = if config.arch == Arch::Qwen3 {
-                (
-                    Some(take(&format!("{p}.self_attn.q_norm.weight"))?),
-                    Some(take(&format!("{p}.self_attn.k_norm.weight"))?),
-                )
-            } else {
-                (None, None)
-            };
-            layers.push(Layer {
-                input_norm: take(&format!("{p}.input_layernorm.weight"))?,
-                attention: Attention {
-                    q,
-                    k,
-                    v,
-                    o,
-                    q_norm,
-                    k_norm,
-                    heads: config.num_attention_heads,
-                    kv_heads: config.num_key_value_heads,
-                    head_dim: config.head_dim,
-                    eps: config.rms_norm_eps,
-                },
-                post_norm: take(&format!("{p}.post_attention_layernorm.weight"))?,
-                mlp: Mlp { gate, up, down },
-            });
-        }
-        let norm = take("model.norm.weight")?;
-        let lm_head = if config.tie_word_embeddings { embed.shallow_clone() } else { take("lm_head.weight")? };
+        drop(model);
+        let params = vars.finish()?;
         let rope = Rope::new(&config, device)?;
         Ok(QwenModel {
             config,
@@ -427,7 +393,6 @@ impl QwenModel {
             rope,
             gradient_checkpointing: false,
             lean_elementwise: true,
-            pack_for_decode: true,
             params,
         })
     }
@@ -458,30 +423,64 @@ impl QwenModel {
         &self.lm_head
     }
 
-    /// Final hidden states `[B, T, H]` (after the last norm) for `input_ids` `[B, T]` at `positions`.
-    pub fn forward_hidden(
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// `1 / sqrt(head_dim)`, the attention scale.
+    pub fn attention_scale(&self) -> f64 {
+        1.0 / (self.config.head_dim as f64).sqrt()
+    }
+
+    /// Each layer's projections `(weight, bias)` in [`Proj`] order (for packing).
+    pub fn projections(&self) -> Vec<[(&Tensor, Option<&Tensor>); 7]> {
+        self.layers.iter().map(|l| l.projections().map(|lin| (&lin.weight, lin.bias.as_ref()))).collect()
+    }
+
+    /// Final hidden states `[B, T, H]` (after the last norm) for `input_ids` `[B, T]` at
+    /// `positions`, attending as `layout` says, without a cache. With gradients, layers are
+    /// checkpointed or their elementwise blocks recomputed as configured.
+    pub fn forward_hidden(&self, input_ids: &Tensor, positions: &Tensor, layout: &Layout) -> Result<Tensor> {
+        let grad = grad_enabled();
+        let checkpoint = self.gradient_checkpointing && grad;
+        let lean = self.lean_elementwise && !checkpoint && grad;
+        let scale = self.attention_scale();
+        self.run(input_ids, positions, lean, |layer, i, x, pass| {
+            if checkpoint {
+                layer.forward_checkpointed(x, pass, layout, scale)
+            } else {
+                let mut attend = |_: usize, q: &Tensor, k: &Tensor, v: &Tensor| layout.attend(q, k, v, scale);
+                layer.forward(x, pass, &mut attend, i, None)
+            }
+        })
+    }
+
+    /// Final hidden states of a generation forward: `attend` keeps the caches and attends; decode
+    /// steps may run through weights packed for them. No autograd nodes.
+    pub fn forward_cached(
         &self,
         input_ids: &Tensor,
         positions: &Tensor,
-        spec: &AttentionSpec<'_>,
-        caches: Option<&mut [LayerCache]>,
+        attend: &mut AttendFn<'_>,
+        packed: Option<&PackedWeights>,
+    ) -> Result<Tensor> {
+        self.run(input_ids, positions, false, |layer, i, x, pass| {
+            layer.forward(x, pass, attend, i, packed.map(|p| p.layer(i)))
+        })
+    }
+
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        lean: bool,
+        mut each: impl FnMut(&Layer, usize, &Tensor, &Pass<'_>) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let mut x = Tensor::f_embedding(&self.embed, input_ids, -1, false, false)?;
         let (cos, sin) = self.rope.cos_sin(positions, self.kind)?;
-        let checkpoint = self.gradient_checkpointing && caches.is_none() && grad_enabled();
-        let pass = Pass {
-            cos: &cos,
-            sin: &sin,
-            spec,
-            eps: self.config.rms_norm_eps,
-            lean: self.lean_elementwise && !checkpoint && caches.is_none() && grad_enabled(),
-        };
+        let pass = Pass { cos: &cos, sin: &sin, eps: self.config.rms_norm_eps, lean };
         for (i, layer) in self.layers.iter().enumerate() {
-            x = if checkpoint {
-                layer.forward_checkpointed(&x, &pass)?
-            } else {
-                layer.forward(&x, &pass, caches.as_deref().map(|c| &c[i]))?
-            };
+            x = each(layer, i, &x, &pass)?;
         }
         norm(&x, &self.norm, pass.eps, pass.lean)
     }
@@ -489,103 +488,5 @@ impl QwenModel {
     /// Logits `[.., V]` of hidden states, in float32.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         project(hidden, &self.lm_head)
-    }
-
-    /// The vocabulary projection as generation uses it (see [`LogitsHead`]).
-    pub fn logits_head(&self) -> LogitsHead {
-        LogitsHead { weight: self.lm_head.shallow_clone(), packed: None }
-    }
-
-    /// An empty KV cache for `batch` sequences of up to `capacity` tokens.
-    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<Vec<LayerCache>> {
-        let shape = [batch, self.config.num_key_value_heads, capacity, self.config.head_dim];
-        (0..self.layers.len())
-            .map(|_| {
-                Ok(LayerCache {
-                    k: Tensor::f_zeros(shape, (self.kind, self.device))?,
-                    v: Tensor::f_zeros(shape, (self.kind, self.device))?,
-                    packed: None,
-                })
-            })
-            .collect()
-    }
-
-    /// Before the decode steps of a generation (after its prefill, so that a prompt-only call
-    /// pays nothing): on CPU in float32 without gradients, packs every layer's weights into
-    /// `caches` and the vocabulary projection into `head` for steps of `batch` rows. A second copy
-    /// of the weights lives as long as the caches.
-    pub fn prepare_decode(&self, caches: &mut [LayerCache], head: &mut LogitsHead, batch: i64) -> Result<()> {
-        if !self.pack_for_decode || grad_enabled() {
-            return Ok(());
-        }
-        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            if cache.packed.is_none() {
-                cache.packed = layer.pack(batch)?;
-            }
-        }
-        if head.packed.is_none() {
-            head.packed = PackedLinear::new(&head.weight, None, batch)?;
-        }
-        Ok(())
-    }
-
-    /// Whether generation packs the weights for oneDNN (on by default; tests compare both paths).
-    pub fn set_pack_for_decode(&mut self, on: bool) {
-        self.pack_for_decode = on;
-    }
-}
-
-/// The vocabulary projection of generation, which projects a few rows per step. Once
-/// [`QwenModel::prepare_decode`] packed it (CPU, float32) it runs through the packed oneDNN weight:
-/// for `[8, 512] x [512, 32000]` the BLAS path took 14 ms against 4.5 ms on the 2-core benchmark
-/// machine. Otherwise, and for the prefill's logits, it is the plain projection.
-pub struct LogitsHead {
-    weight: Tensor,
-    packed: Option<PackedLinear>,
-}
-
-impl LogitsHead {
-    /// Logits `[N, V]` of hidden states `[N, H]`, in float32.
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        match &self.packed {
-            Some(p) => p.forward(hidden),
-            None => project(hidden, &self.weight),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packed_linear_matches_the_plain_one() {
-        let _guard = tch::no_grad_guard();
-        tch::manual_seed(1);
-        let weight = Tensor::randn([3000, 64], (Kind::Float, Device::Cpu));
-        let bias = Tensor::randn([3000], (Kind::Float, Device::Cpu));
-        for with_bias in [false, true] {
-            let lin = Linear { weight: weight.shallow_clone(), bias: with_bias.then(|| bias.shallow_clone()) };
-            let packed = lin.pack(8).unwrap().expect("this libtorch has oneDNN: packing should apply");
-            for shape in [vec![1, 64], vec![8, 64], vec![13, 64], vec![8, 1, 64]] {
-                let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
-                let plain = lin.forward(&x).unwrap();
-                let fast = packed.forward(&x).unwrap();
-                assert_eq!(fast.size(), plain.size());
-                let diff = (&fast - &plain).abs().max().double_value(&[]);
-                assert!(diff < 1e-4, "{shape:?}, bias {with_bias}: outputs differ by {diff}");
-            }
-            // A strided (non-contiguous) input.
-            let x = Tensor::randn([64, 8], (Kind::Float, Device::Cpu)).tr();
-            let diff = (packed.forward(&x).unwrap() - lin.forward(&x).unwrap()).abs().max().double_value(&[]);
-            assert!(diff < 1e-4, "transposed input: {diff}");
-        }
-    }
-
-    #[test]
-    fn packing_does_not_apply_outside_cpu_float32() {
-        let _guard = tch::no_grad_guard();
-        let weight = Tensor::randn([100, 16], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
-        assert!(PackedLinear::new(&weight, None, 8).unwrap().is_none());
     }
 }

@@ -1,9 +1,12 @@
-//! oneDNN linear with the weight packed once, for generation on CPU in float32 (the C++ half is
-//! `csrc/onednn.cpp`). A decode step multiplies a few rows by every weight matrix; the default
-//! BLAS path repacks each whole matrix at every call, which profiled as 40% of a batch-8 decode
-//! step on the 2-core benchmark machine. Packing once per generation removes that.
+//! The CPU decode backend: oneDNN linears with the weights packed once, for generation on CPU in
+//! float32 (the C++ half is `csrc/onednn.cpp`). A decode step multiplies a few rows by every weight
+//! matrix; the default BLAS path repacks each whole matrix at every call, which profiled as 40% of
+//! a batch-8 decode step on the 2-core benchmark machine. Packing once per generation removes that.
+//! The packed copies ([`PackedWeights`]) belong to the generation that made them, not to the model
+//! or its caches; the model's forward takes them as an option.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ops::Index;
 use std::sync::OnceLock;
 
 use longrl_core::{Error, Result};
@@ -91,5 +94,97 @@ impl PackedLinear {
         })?;
         *shape.last_mut().expect("non-empty") = self.out_features;
         Ok(y.f_reshape(shape)?)
+    }
+}
+
+/// A decoder layer's projections, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proj {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+/// A layer's projections packed for oneDNN, indexed by [`Proj`].
+pub struct PackedLayer([PackedLinear; 7]);
+
+impl Index<Proj> for PackedLayer {
+    type Output = PackedLinear;
+    fn index(&self, p: Proj) -> &PackedLinear {
+        &self.0[p as usize]
+    }
+}
+
+/// Every layer's projections and the vocabulary projection packed for steps of about `batch`
+/// rows: a second copy of the weights, alive as long as the generation that packed it.
+pub struct PackedWeights {
+    layers: Vec<PackedLayer>,
+    head: PackedLinear,
+}
+
+impl PackedWeights {
+    /// `None` where packing does not apply (not CPU float32, no oneDNN).
+    pub fn new(model: &crate::model::QwenModel, batch: i64) -> Result<Option<PackedWeights>> {
+        let mut layers = Vec::with_capacity(model.num_layers());
+        for projections in model.projections() {
+            let mut packed = Vec::with_capacity(7);
+            for (weight, bias) in projections {
+                let Some(p) = PackedLinear::new(weight, bias, batch)? else { return Ok(None) };
+                packed.push(p);
+            }
+            let packed: [PackedLinear; 7] = packed.try_into().map_err(|_| Error::msg("internal: 7 projections"))?;
+            layers.push(PackedLayer(packed));
+        }
+        let Some(head) = PackedLinear::new(model.lm_head(), None, batch)? else { return Ok(None) };
+        Ok(Some(PackedWeights { layers, head }))
+    }
+
+    pub fn layer(&self, i: usize) -> &PackedLayer {
+        &self.layers[i]
+    }
+
+    /// Logits `[N, V]` (float32) of hidden states `[N, H]` through the packed vocabulary projection.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_linear_matches_the_plain_one() {
+        let _guard = tch::no_grad_guard();
+        tch::manual_seed(1);
+        let weight = Tensor::randn([3000, 64], (Kind::Float, Device::Cpu));
+        let bias = Tensor::randn([3000], (Kind::Float, Device::Cpu));
+        for with_bias in [false, true] {
+            let bias = with_bias.then(|| bias.shallow_clone());
+            let packed = PackedLinear::new(&weight, bias.as_ref(), 8).unwrap().expect("this libtorch has oneDNN");
+            for shape in [vec![1, 64], vec![8, 64], vec![13, 64], vec![8, 1, 64]] {
+                let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+                let plain = x.linear(&weight, bias.as_ref());
+                let fast = packed.forward(&x).unwrap();
+                assert_eq!(fast.size(), plain.size());
+                let diff = (&fast - &plain).abs().max().double_value(&[]);
+                assert!(diff < 1e-4, "{shape:?}, bias {with_bias}: outputs differ by {diff}");
+            }
+            // A strided (non-contiguous) input.
+            let x = Tensor::randn([64, 8], (Kind::Float, Device::Cpu)).tr();
+            let diff = (packed.forward(&x).unwrap() - x.linear(&weight, bias.as_ref())).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "transposed input: {diff}");
+        }
+    }
+
+    #[test]
+    fn packing_does_not_apply_outside_cpu_float32() {
+        let _guard = tch::no_grad_guard();
+        let weight = Tensor::randn([100, 16], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        assert!(PackedLinear::new(&weight, None, 8).unwrap().is_none());
     }
 }

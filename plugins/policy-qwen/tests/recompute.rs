@@ -2,41 +2,59 @@
 //! gradients as the plain autograd graph, errors inside a recomputation come back as `Err`, and the
 //! chunked log-prob pass with gradients peaks at memory that does not grow with tokens x vocab.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use longrl_core::Error;
-use longrl_core::api::{LogprobOptions, Sequence};
+use longrl_core::api::{LogprobOutput, Sequence};
 use longrl_policy_qwen::hf_config::{Arch, QwenConfig};
-use longrl_policy_qwen::logprobs::logprobs;
-use longrl_policy_qwen::model::{AttentionSpec, QwenModel, parameter_shapes};
+use longrl_policy_qwen::logprobs::{BatchLayout, Entropy, ScoreOptions, logprobs};
+use longrl_policy_qwen::model::{Layout, QwenModel};
 use longrl_policy_qwen::recompute::recompute;
+use longrl_policy_qwen::weights::{Init, Vars, WeightSource};
 use tch::{Device, Kind, Tensor};
+
+/// Weights drawn from torch's generator: norms near 1, small biases, projections at 0.2.
+struct Randn;
+
+impl WeightSource for Randn {
+    fn get(&mut self, _: &str, shape: &[i64], init: Init) -> longrl_core::Result<Tensor> {
+        let t = Tensor::randn(shape, (Kind::Float, Device::Cpu));
+        Ok(match init {
+            Init::Ones => t * 0.1 + 1.0,
+            Init::Zeros => t * 0.1,
+            Init::Normal => t * 0.2,
+        })
+    }
+}
 
 /// A random float32 model on CPU; norms and biases random too, so every parameter matters.
 fn tiny_model(arch: Arch, vocab: i64, hidden: i64, layers: i64, tie: bool, seed: i64) -> QwenModel {
     let config =
         QwenConfig::new_random(arch, vocab, hidden, layers, 4, 2, hidden * 2, 4096, 10_000.0, tie, None, None).unwrap();
     tch::manual_seed(seed);
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in parameter_shapes(&config) {
-        let t = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
-        let t = if name.ends_with("norm.weight") {
-            t * 0.1 + 1.0
-        } else if name.ends_with(".bias") {
-            t * 0.1
-        } else {
-            t * 0.2
-        };
-        tensors.insert(name, t);
-    }
-    let model = QwenModel::from_tensors(config, tensors, Device::Cpu, Kind::Float).unwrap();
+    let model = QwenModel::new(config, Vars::new(Randn), Device::Cpu, Kind::Float).unwrap();
     for (_, p) in model.parameters() {
         let _ = p.set_requires_grad(true);
     }
     model
 }
+
+fn score(
+    model: &QwenModel,
+    batch: &[Sequence],
+    with_grad: bool,
+    entropy: bool,
+    chunk: i64,
+    temperature: f64,
+    layout: BatchLayout,
+) -> LogprobOutput {
+    let entropy = if entropy { Entropy::WithGrad } else { Entropy::No };
+    let options = ScoreOptions { with_grad, entropy, chunk_tokens: chunk, temperature, layout };
+    logprobs(model, batch, &options).unwrap()
+}
+
+const LAYOUTS: [BatchLayout; 3] = [BatchLayout::Padded, BatchLayout::Packed, BatchLayout::Shared];
 
 /// Three sequences of different lengths (so the batch is padded), one with an empty response.
 fn batch(vocab: u32) -> Vec<Sequence> {
@@ -59,9 +77,8 @@ struct Pass {
 
 /// Log-probs and entropy with gradients, then backward of a loss that weights both, and the
 /// parameters' gradients (reset afterwards).
-fn pass(model: &QwenModel, batch: &[Sequence], chunk: u32, temperature: f32) -> Pass {
-    let options = LogprobOptions { with_grad: true, entropy: true, chunk_tokens: chunk, temperature };
-    let out = logprobs(model, batch, &options, 1024).unwrap();
+fn pass(model: &QwenModel, batch: &[Sequence], chunk: i64, temperature: f64, layout: BatchLayout) -> Pass {
+    let out = score(model, batch, true, true, chunk, temperature, layout);
     let entropy = out.entropy.unwrap();
     let w = Tensor::arange(out.mask.numel() as i64, (Kind::Float, Device::Cpu)).view(out.mask.size().as_slice()).sin();
     let loss = (&out.logprobs * &out.mask * &w).sum(Kind::Float) + (&entropy * &out.mask * 0.3).sum(Kind::Float);
@@ -99,7 +116,7 @@ fn assert_same(what: &str, a: &Pass, b: &Pass, tol: f64) {
 }
 
 /// The plain graph: every position's logits at once, log-softmax, gather; no chunks, no recompute.
-fn reference(model: &QwenModel, batch: &[Sequence], temperature: f32) -> Pass {
+fn reference(model: &QwenModel, batch: &[Sequence], temperature: f64) -> Pass {
     let b = batch.len() as i64;
     let max_resp = batch.iter().map(|s| s.response.len()).max().unwrap() as i64;
     let (mut lps, mut ents) = (Vec::new(), Vec::new());
@@ -114,10 +131,8 @@ fn reference(model: &QwenModel, batch: &[Sequence], temperature: f32) -> Pass {
             let t = ids.len() as i64;
             let input = Tensor::from_slice(&ids).view([1, t]);
             let positions = Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]);
-            let spec = AttentionSpec { mask: None, write_at: 0 };
-            let hidden = model.forward_hidden(&input, &positions, &spec, None).unwrap();
-            let log_probs =
-                (model.logits(&hidden).unwrap() / temperature as f64).log_softmax(-1, Kind::Float).squeeze_dim(0);
+            let hidden = model.forward_hidden(&input, &positions, &Layout::Rows).unwrap();
+            let log_probs = (model.logits(&hidden).unwrap() / temperature).log_softmax(-1, Kind::Float).squeeze_dim(0);
             for (j, &tok) in s.response.iter().enumerate() {
                 let row = log_probs.get(s.prompt.len() as i64 + j as i64 - 1);
                 lp_row[j] = row.get(tok as i64);
@@ -154,16 +169,18 @@ fn checkpointed_layers_give_the_same_gradients() {
     for (arch, tie) in [(Arch::Qwen2, false), (Arch::Qwen3, true)] {
         let mut model = tiny_model(arch, 61, 32, 3, tie, 7);
         let batch = batch(61);
-        model.set_gradient_checkpointing(false);
-        let plain = pass(&model, &batch, 4, 1.0);
-        model.set_gradient_checkpointing(true);
-        let checkpointed = pass(&model, &batch, 4, 1.0);
-        assert_same(&format!("{arch:?} checkpointing"), &plain, &checkpointed, 1e-5);
+        for layout in LAYOUTS {
+            model.set_gradient_checkpointing(false);
+            let plain = pass(&model, &batch, 4, 1.0, layout);
+            model.set_gradient_checkpointing(true);
+            let checkpointed = pass(&model, &batch, 4, 1.0, layout);
+            assert_same(&format!("{arch:?} {layout:?} checkpointing"), &plain, &checkpointed, 1e-5);
+        }
         // And again at another temperature, all in one chunk.
         model.set_gradient_checkpointing(false);
-        let plain = pass(&model, &batch, 0, 0.7);
+        let plain = pass(&model, &batch, 0, 0.7, BatchLayout::Shared);
         model.set_gradient_checkpointing(true);
-        let checkpointed = pass(&model, &batch, 0, 0.7);
+        let checkpointed = pass(&model, &batch, 0, 0.7, BatchLayout::Shared);
         assert_same(&format!("{arch:?} checkpointing, T=0.7"), &plain, &checkpointed, 1e-5);
     }
 }
@@ -174,9 +191,9 @@ fn lean_elementwise_blocks_give_the_same_values_and_gradients() {
         let mut model = tiny_model(arch, 61, 32, 3, tie, 5);
         let batch = batch(61);
         model.set_lean_elementwise(false);
-        let plain = pass(&model, &batch, 4, 1.0);
+        let plain = pass(&model, &batch, 4, 1.0, BatchLayout::Shared);
         model.set_lean_elementwise(true);
-        let lean = pass(&model, &batch, 4, 1.0);
+        let lean = pass(&model, &batch, 4, 1.0, BatchLayout::Shared);
         assert_same(&format!("{arch:?} lean elementwise"), &plain, &lean, 1e-5);
     }
 }
@@ -185,16 +202,17 @@ fn lean_elementwise_blocks_give_the_same_values_and_gradients() {
 fn chunked_logprobs_entropy_and_gradients_match_the_plain_graph() {
     let model = tiny_model(Arch::Qwen2, 61, 32, 2, false, 11);
     let batch = batch(61);
-    for temperature in [1.0f32, 0.7] {
+    for temperature in [1.0, 0.7] {
         let want = reference(&model, &batch, temperature);
-        for chunk in [1u32, 3, 7, 64, 0] {
-            let got = pass(&model, &batch, chunk, temperature);
-            assert_same(&format!("chunk {chunk}, T={temperature}"), &want, &got, 1e-5);
+        for layout in LAYOUTS {
+            for chunk in [1, 3, 7, 64, 0] {
+                let got = pass(&model, &batch, chunk, temperature, layout);
+                assert_same(&format!("{layout:?} chunk {chunk}, T={temperature}"), &want, &got, 1e-5);
+            }
         }
     }
     // Without gradients: the same values, and nothing requires a gradient.
-    let options = LogprobOptions { with_grad: false, entropy: true, chunk_tokens: 3, temperature: 1.0 };
-    let out = logprobs(&model, &batch, &options, 1024).unwrap();
+    let out = score(&model, &batch, false, true, 3, 1.0, BatchLayout::Shared);
     assert!(!out.logprobs.requires_grad());
     let want = reference(&model, &batch, 1.0);
     assert!(max_diff(&out.logprobs, &want.logprobs) <= 1e-5);
@@ -296,14 +314,14 @@ fn memory_probe_child() {
     };
     let ids: Vec<u32> = (0..tokens as u32).map(|i| i.wrapping_mul(2_654_435_761) % vocab as u32).collect();
     let batch = [Sequence { prompt: ids[..1].to_vec(), response: ids[1..].to_vec() }];
-    let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: chunk, temperature: 1.0 };
+    let run = |batch: &[Sequence]| score(&model, batch, true, false, chunk as i64, 1.0, BatchLayout::Shared);
     // Warm up libtorch's one-time allocations on a short pass.
     let warm = [Sequence { prompt: ids[..1].to_vec(), response: ids[1..8].to_vec() }];
-    let out = logprobs(&model, &warm, &options, 0).unwrap();
+    let out = run(&warm);
     (out.logprobs * out.mask).sum(Kind::Float).backward();
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = status_kb("VmRSS:");
-    let out = logprobs(&model, &batch, &options, 0).unwrap();
+    let out = run(&batch);
     (out.logprobs * out.mask).sum(Kind::Float).backward();
     let peak = status_kb("VmHWM:");
     println!("PEAK_RISE_KB={}", peak.saturating_sub(before));

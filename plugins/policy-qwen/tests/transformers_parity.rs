@@ -11,7 +11,9 @@ use longrl_core::api::{
     ChatMessage, ComponentContext, FinishReason, GenerationParams, LogprobOptions, Policy, Sequence,
 };
 use longrl_policy_qwen::QwenPolicy;
-use longrl_policy_qwen::model::AttentionSpec;
+use std::sync::Arc;
+
+use longrl_policy_qwen::model::{Layout, Segment};
 use longrl_policy_qwen::text::ChatTemplate;
 use serde_json::{Value, json};
 use tch::{Kind, Tensor};
@@ -75,7 +77,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 const MODELS: [&str; 4] = ["qwen2", "qwen3", "qwen2_yarn", "qwen2_linear"];
 
 #[test]
-fn logits_agree_single_and_left_padded_batch() {
+fn logits_agree_single_and_packed_batch() {
     let prompts = prompts();
     for name in MODELS {
         let policy = load(name);
@@ -85,46 +87,79 @@ fn logits_agree_single_and_left_padded_batch() {
         for (j, p) in prompts.iter().enumerate() {
             let input = Tensor::from_slice(&p.iter().map(|&t| t as i64).collect::<Vec<_>>()).unsqueeze(0);
             let positions = Tensor::arange(p.len() as i64, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0);
-            let spec = AttentionSpec { mask: None, write_at: 0 };
-            let logits = model.logits(&model.forward_hidden(&input, &positions, &spec, None).unwrap()).unwrap();
+            let logits = model.logits(&model.forward_hidden(&input, &positions, &Layout::Rows).unwrap()).unwrap();
             let d = max_diff(&logits.squeeze_dim(0), &expected[&format!("logits.{j}")]);
             assert!(d < 1e-4, "{name} prompt {j}: max |logit diff| {d}");
         }
-        // All prompts at once, left-padded, with a padding mask and per-row positions.
-        let l = prompts.iter().map(Vec::len).max().unwrap() as i64;
-        let b = prompts.len() as i64;
-        let (mut input, mut pos, mut valid) =
-            (vec![0i64; (b * l) as usize], vec![0i64; (b * l) as usize], vec![false; (b * l) as usize]);
-        for (r, p) in prompts.iter().enumerate() {
-            let pad = l as usize - p.len();
-            for (c, &t) in p.iter().enumerate() {
-                let at = r * l as usize + pad + c;
-                input[at] = t as i64;
-                pos[at] = c as i64;
-                valid[at] = true;
-            }
+        // All prompts at once, packed back to back in one row: no padding, no mask.
+        let (mut input, mut pos, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &prompts {
+            segments.push(Segment { start: input.len() as i64, len: p.len() as i64, prefix: None });
+            input.extend(p.iter().map(|&t| t as i64));
+            pos.extend(0..p.len() as i64);
         }
-        let valid = Tensor::from_slice(&valid).view([b, 1, 1, l]);
-        let causal = Tensor::ones([l, l], (Kind::Bool, tch::Device::Cpu)).tril(0).view([1, 1, l, l]);
-        let eye = Tensor::eye(l, (Kind::Bool, tch::Device::Cpu)).view([1, 1, l, l]);
-        let mask = valid.logical_and(&causal).logical_or(&eye);
-        let spec = AttentionSpec { mask: Some(&mask), write_at: 0 };
+        let t = input.len() as i64;
+        let layout = Layout::Packed(Arc::new(segments.clone()));
         let hidden = model
-            .forward_hidden(
-                &Tensor::from_slice(&input).view([b, l]),
-                &Tensor::from_slice(&pos).view([b, l]),
-                &spec,
-                None,
-            )
+            .forward_hidden(&Tensor::from_slice(&input).view([1, t]), &Tensor::from_slice(&pos).view([1, t]), &layout)
             .unwrap();
-        let logits = model.logits(&hidden).unwrap();
-        for (j, p) in prompts.iter().enumerate() {
-            let n = p.len() as i64;
-            let got = logits.get(j as i64).narrow(0, l - n, n);
-            let d = max_diff(&got, &expected[&format!("logits.{j}")]);
-            assert!(d < 1e-4, "{name} padded batch row {j}: max |logit diff| {d}");
+        let logits = model.logits(&hidden).unwrap().squeeze_dim(0);
+        for (j, s) in segments.iter().enumerate() {
+            let d = max_diff(&logits.narrow(0, s.start, s.len), &expected[&format!("logits.{j}")]);
+            assert!(d < 1e-4, "{name} packed batch row {j}: max |logit diff| {d}");
         }
     }
+}
+
+/// The policy's `rope_scaling` override (the paper's 120K evaluation: YaRN above the trained
+/// length) on a checkpoint without scaling gives transformers' YaRN logits: the YaRN oracle model's
+/// weights with the scaling taken out of its config.json, then put back by the override.
+#[test]
+fn rope_scaling_override_matches_transformers_yarn() {
+    let (dir, _) = oracle();
+    let plain = dir.join("qwen2_yarn_unscaled");
+    std::fs::create_dir_all(&plain).unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.join("qwen2_yarn").join(f), plain.join(f)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("qwen2_yarn/config.json")).unwrap()).unwrap();
+    let obj = config.as_object_mut().unwrap();
+    let scaling = obj.remove("rope_scaling").or_else(|| obj.remove("rope_parameters")).expect("a YaRN config");
+    if let Some(theta) = scaling.get("rope_theta") {
+        obj.insert("rope_theta".into(), theta.clone());
+    }
+    std::fs::write(plain.join("config.json"), config.to_string()).unwrap();
+    let ctx = ComponentContext { device: "cpu".into(), ..Default::default() };
+    let load_with_override = |rope: Option<Value>| {
+        let mut c = json!({"model": plain, "dtype": "float32"});
+        if let Some(r) = rope {
+            c["rope_scaling"] = r;
+        }
+        QwenPolicy::create(&c, &ctx).unwrap()
+    };
+    let expected = expected_tensors("qwen2_yarn");
+    let p = &prompts()[3];
+    let input = Tensor::from_slice(&p.iter().map(|&t| t as i64).collect::<Vec<_>>()).unsqueeze(0);
+    let positions = Tensor::arange(p.len() as i64, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0);
+    let logits_of = |policy: &QwenPolicy| {
+        let _guard = tch::no_grad_guard();
+        let model = policy.model();
+        model.logits(&model.forward_hidden(&input, &positions, &Layout::Rows).unwrap()).unwrap().squeeze_dim(0)
+    };
+    let yarn = json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64});
+    let overridden = load_with_override(Some(yarn));
+    let d = max_diff(&logits_of(&overridden), &expected["logits.3"]);
+    assert!(d < 1e-4, "override vs transformers' YaRN: max |logit diff| {d}");
+    assert_eq!(overridden.describe().unwrap().max_position_embeddings, 256);
+    // Without the override the same weights give other logits: the test sees the scaling.
+    let d = max_diff(&logits_of(&load_with_override(None)), &expected["logits.3"]);
+    assert!(d > 1e-3, "the unscaled model should differ ({d})");
+    let err = QwenPolicy::create(&json!({"model": plain, "rope_scaling": {"rope_type": "longrope"}}), &ctx)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("rope_scaling") && err.contains("longrope"), "{err}");
 }
 
 #[test]
@@ -353,7 +388,7 @@ fn sampling_is_seeded_and_stops_where_asked() {
         top_p: 0.9,
         top_k: 50,
         seed: 3,
-        n: 3,
+        rollouts: 3,
         ..Default::default()
     };
     let a = policy.generate(&prompts[1..3], &params).unwrap();

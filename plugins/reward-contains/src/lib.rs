@@ -74,7 +74,8 @@ impl ContainsReward {
         RewardScore {
             score: if found { self.config.score } else { 0.0 },
             decided_by: if found { "contains.found".into() } else { "contains.missing".into() },
-            details: serde_json::json!({ "answer": answer.trim(), "phrase": self.config.phrase }),
+            // Who decided (rule, judge or error): a phrase test is a rule.
+            details: serde_json::json!({ "provenance": "rule", "answer": answer.trim(), "phrase": self.config.phrase }),
         }
     }
 }
@@ -100,6 +101,7 @@ mod tests {
         assert_eq!(scores[0].score, 0.0);
         assert_eq!(scores[1].score, 1.0);
         assert_eq!(scores[1].decided_by, "contains.found");
+        assert!(scores.iter().all(|s| s.details["provenance"] == "rule"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Counters {
     pub unparsed: AtomicU64,
     pub failures: AtomicU64,
     pub cache_hits: AtomicU64,
-    pub fallbacks: AtomicU64,
+    pub unscored: AtomicU64,
     pub circuit_open: AtomicU64,
     pub no_answer: AtomicU64,
 }
@@ -61,7 +61,7 @@ impl Counters {
             ("judge_unparsed", take(&self.unparsed)),
             ("judge_failures", take(&self.failures)),
             ("judge_cache_hits", take(&self.cache_hits)),
-            ("judge_fallbacks", take(&self.fallbacks)),
+            ("judge_unscored", take(&self.unscored)),
             ("judge_circuit_open", take(&self.circuit_open)),
             ("judge_no_answer", take(&self.no_answer)),
         ]
@@ -144,6 +144,8 @@ pub struct JudgeClient {
     seed: Option<u64>,
     api_key: Option<ApiKey>,
     timeout: Duration,
+    /// The whole item's budget, counted from the moment it holds a slot.
+    item_deadline: Duration,
     max_retries: u32,
     backoff: JudgeConfig,
     slots: Semaphore,
@@ -165,9 +167,10 @@ impl JudgeClient {
             chat_url: config.chat_url(),
             model: config.model.clone(),
             max_tokens: config.max_tokens,
-            seed: config.seed,
+            seed: config.seed(),
             api_key,
             timeout,
+            item_deadline: config.worst_case_per_item() + Duration::from_secs(1),
             max_retries: config.max_retries,
             backoff: config.clone(),
             slots: Semaphore::new(config.max_in_flight),
@@ -185,19 +188,35 @@ impl JudgeClient {
         self.breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Ask the judge once (with retries). Holds one of the `max_in_flight` slots throughout.
+    /// Ask the judge once (with retries). Waits for one of the `max_in_flight` slots, holds it
+    /// throughout, and only then starts the item's deadline: an item queued behind slow ones never
+    /// expires in the queue.
     pub async fn ask(&self, system: &str, user: &str) -> Result<Reply, CallError> {
         let Ok(_slot) = self.slots.acquire().await else {
             return Err(CallError::Failed { attempts: 0, message: "client shut down".into() });
         };
+        let attempts = AtomicU64::new(0);
+        match tokio::time::timeout(self.item_deadline, self.attempts(system, user, &attempts)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(CallError::Failed {
+                attempts: attempts.load(Ordering::Relaxed) as u32,
+                message: format!(
+                    "item deadline ({:.1} s after it got a slot) passed",
+                    self.item_deadline.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    /// The attempts of one item (retries with backoff), counted in `attempts` as they start.
+    async fn attempts(&self, system: &str, user: &str, attempts: &AtomicU64) -> Result<Reply, CallError> {
         let body = self.request_body(system, user);
         let started = Instant::now();
-        let mut attempts = 0u32;
         loop {
             if !self.breaker().allows(Instant::now()) {
                 return Err(CallError::CircuitOpen);
             }
-            attempts += 1;
+            let attempt = attempts.fetch_add(1, Ordering::Relaxed) as u32 + 1;
             Counters::bump(&self.counters.requests);
             // reqwest's timeout covers connect to end of body; the outer one is a second fence.
             let outcome = match tokio::time::timeout(self.timeout + Duration::from_secs(1), self.attempt(&body)).await {
@@ -207,15 +226,15 @@ impl JudgeClient {
             match outcome {
                 Ok(text) => {
                     self.breaker().success();
-                    return Ok(Reply { text, attempts, latency: started.elapsed() });
+                    return Ok(Reply { text, attempts: attempt, latency: started.elapsed() });
                 }
                 Err(error) => {
                     Counters::bump(&self.counters.failures);
-                    if !error.retryable || attempts > self.max_retries {
+                    if !error.retryable || attempt > self.max_retries {
                         self.breaker().failure(Instant::now());
-                        return Err(CallError::Failed { attempts, message: error.message });
+                        return Err(CallError::Failed { attempts: attempt, message: error.message });
                     }
-                    let backoff = self.backoff.backoff(attempts - 1);
+                    let backoff = self.backoff.backoff(attempt - 1);
                     let cap = Duration::from_millis(self.backoff.backoff_max_ms);
                     let delay = error.retry_after.map_or(backoff, |after| after.min(cap).max(backoff));
                     tokio::time::sleep(jitter(delay)).await;

@@ -9,10 +9,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::prompt::{DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, PLACEHOLDERS};
 
+/// Which official code the judge call follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The RL reward (`verl/utils/reward_score/docqa.py`): the answer after `</think>`, required.
+    Train,
+    /// The evaluation scripts (`eval/<bench>_verify.py`): the answer after `</think>` when present,
+    /// else the whole response; seed 42.
+    Eval,
+}
+
+/// How the judge's reply becomes a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictRule {
+    /// The official `"YES" in reply`: yes when "YES" appears anywhere (case-sensitive).
+    ContainsYes,
+    /// The last `[[YES]]` or `[[NO]]` (any case) decides; neither is `unparsed` (scored no).
+    LastMarker,
+}
+
 /// The judge's config table. Each field's doc comment is its documentation in `longrl plugins inspect`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JudgeConfig {
+    /// `train`: as the official RL reward calls the judge (answer after `</think>`, required); `eval`:
+    /// as the official eval scripts (answer after `</think>` when present, else the whole response; seed 42).
+    pub protocol: Protocol,
+    /// Send answers the official code would not: "the answer is" in any case, a leading colon dropped,
+    /// and the whole answer text when it states no "the answer is" (off: such a response is not sent
+    /// and scores 0).
+    pub lenient: bool,
+    /// `contains_yes`: yes when the reply contains "YES" (the official rule); `last_marker`: the last
+    /// [[YES]] or [[NO]] decides (a reply quoting the format line is not a yes).
+    pub verdict_rule: VerdictRule,
     /// Base URL of the OpenAI-compatible API (requests go to <url>/chat/completions).
     pub url: String,
     /// Model name sent to the endpoint (required).
@@ -42,17 +73,21 @@ pub struct JudgeConfig {
     pub audit_file: Option<PathBuf>,
     /// Token budget of the judge's reply.
     pub max_tokens: u32,
-    /// Seed sent with each request (null: none).
+    /// Seed sent with each request (null: 42 with protocol eval, as the official scripts; none in train).
     pub seed: Option<u64>,
-    /// A response without `</think>` scores 0 without asking the judge (off for non-thinking models).
-    pub require_think: bool,
-    /// Verdicts kept in the (problem, prediction, gold) cache (0: no cache).
+    /// A response without `</think>` scores 0 without asking the judge; null: the protocol's rule
+    /// (train: yes, eval: no).
+    pub require_think: Option<bool>,
+    /// Verdicts kept in the (problem, prediction, gold) cache; the least recently used is evicted (0: no cache).
     pub cache_entries: usize,
 }
 
 impl Default for JudgeConfig {
     fn default() -> Self {
         JudgeConfig {
+            protocol: Protocol::Train,
+            lenient: false,
+            verdict_rule: VerdictRule::ContainsYes,
             url: "http://127.0.0.1:8000/v1".into(),
             model: String::new(),
             api_key_env: String::new(),
@@ -68,7 +103,7 @@ impl Default for JudgeConfig {
             audit_file: None,
             max_tokens: 1024,
             seed: None,
-            require_think: true,
+            require_think: None,
             cache_entries: 100_000,
         }
     }
@@ -120,6 +155,18 @@ impl JudgeConfig {
         format!("{}/chat/completions", self.url.trim().trim_end_matches('/'))
     }
 
+    pub fn require_think(&self) -> bool {
+        self.require_think.unwrap_or(self.protocol == Protocol::Train)
+    }
+
+    pub fn seed(&self) -> Option<u64> {
+        match (self.seed, self.protocol) {
+            (Some(seed), _) => Some(seed),
+            (None, Protocol::Eval) => Some(42),
+            (None, Protocol::Train) => None,
+        }
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs)
     }
@@ -135,7 +182,8 @@ impl JudgeConfig {
     }
 
     /// The longest one item can take once it holds a request slot: every attempt times out and
-    /// every retry waits the longest backoff. Used to bound the whole batch.
+    /// every retry waits the longest backoff. The item's deadline (counted from the slot) and,
+    /// times the rounds of slots, the batch's.
     pub fn worst_case_per_item(&self) -> Duration {
         let attempts = self.max_retries + 1;
         self.timeout() * attempts + Duration::from_millis(self.backoff_max_ms) * self.max_retries

@@ -1,9 +1,24 @@
 //! The LLM-as-judge reward of QwenLong-L1: asks an OpenAI-compatible chat endpoint whether the
-//! response's final answer is equivalent to the gold answer, and scores 1 on `[[YES]]`.
+//! response's final answer is equivalent to the gold answer, and scores 1 on a yes.
+//!
+//! By default it is called as the official code calls it (`protocol = "train"`: the RL reward;
+//! `"eval"`: the evaluation scripts): the prediction is what the official rule extracts (after a
+//! case-sensitive "the answer is"; a response without it is not sent), the verdict is yes when the
+//! reply contains "YES". `lenient` and `verdict_rule` relax or tighten that.
 //!
 //! Requests run concurrently on a tokio runtime the component owns; every wait is bounded (request
-//! timeout, retries, circuit breaker, a deadline for the whole batch), so a dead judge costs a
-//! fallback score of 0 (`judge.unavailable`, counted in the metrics) rather than a stalled run.
+//! timeout, retries, circuit breaker, a per-item deadline that starts when the item holds a
+//! concurrency slot, a deadline for the whole batch), so a dead judge never stalls a run.
+//!
+//! Every score says who decided it in `details.provenance`:
+//! - `"judge"`: the judge replied (`decided_by` = `judge.yes`, `judge.no` or `judge.unparsed`;
+//!   score 1 or 0; `details.cached` when the verdict came from the LRU cache);
+//! - `"rule"`: the judge was not asked because the response states no answer the official code
+//!   would send (`judge.no_answer`, score 0);
+//! - `"error"`: the judge could not be reached after its retries (or its circuit is open, or a
+//!   deadline passed): the response is **unscored**: `decided_by = "judge.unscored"`, score NaN
+//!   (never a made-up 0), `details.unscored = true` and `details.error` saying why. Counted in the
+//!   `judge_unscored` metric. The host leaves such responses out of summaries and training.
 
 mod audit;
 mod client;
@@ -11,6 +26,7 @@ mod config;
 mod prompt;
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,15 +34,18 @@ use longrl_core::abi::Component;
 use longrl_core::api::{ComponentContext, ComponentInfo, ComponentKind, Reward, RewardInput, RewardScore};
 use longrl_core::sdk::{config_keys, parse_config};
 use longrl_core::{Error, Result};
+use lru::LruCache;
 
 use audit::{Audit, AuditRecord};
 use client::{ApiKey, CallError, Counters, JudgeClient, Reply};
-pub use config::JudgeConfig;
+pub use config::{JudgeConfig, Protocol, VerdictRule};
 pub use prompt::{
-    DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, Verdict, extract_answer, extract_problem, parse_verdict,
+    DEFAULT_SYSTEM_PROMPT, DEFAULT_USER_TEMPLATE, Extraction, Verdict, extract_answer, extract_problem, parse_verdict,
 };
 
 const COMPONENT: &str = "reward/judge";
+/// `decided_by` of a response the judge could not score.
+pub const UNSCORED: &str = "judge.unscored";
 
 /// What one (problem, prediction, gold) asks the judge.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,17 +61,18 @@ struct CachedVerdict {
     rationale: String,
 }
 
-/// Fallbacks since the judge last answered: one warning when a burst starts, one line when it ends.
+/// Unscored items since the judge last answered: one warning when a burst starts, one line when it ends.
 #[derive(Debug, Default)]
 struct Burst {
-    fallbacks: u64,
+    unscored: u64,
 }
 
 pub struct JudgeReward {
     config: JudgeConfig,
     runtime: Option<tokio::runtime::Runtime>,
     client: Arc<JudgeClient>,
-    cache: Mutex<HashMap<Question, CachedVerdict>>,
+    /// Least-recently-used verdicts; `None` with `cache_entries = 0`.
+    cache: Mutex<Option<LruCache<Question, CachedVerdict>>>,
     audit: Mutex<Option<Audit>>,
     burst: Mutex<Burst>,
 }
@@ -65,9 +85,9 @@ impl Component for JudgeReward {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "LLM-as-judge (QwenLong-L1): asks any OpenAI-compatible /v1/chat/completions endpoint \
                           whether the final answer equals the gold one; 1 on [[YES]]. Concurrent requests with \
-                          timeouts, retries, a circuit breaker, a verdict cache and a JSONL audit. When the judge \
-                          is unreachable the item scores 0 (`judge.unavailable`) and is counted, so the rule \
-                          score of the hybrid reward stands."
+                          timeouts, retries, a circuit breaker, an LRU verdict cache and a JSONL audit. Called as \
+                          the official code calls it by default. When the judge is unreachable the item is \
+                          unscored (`judge.unscored`, score NaN, provenance `error`), never a made-up 0."
                 .into(),
             config: config_keys::<JudgeConfig>(),
         }
@@ -102,11 +122,12 @@ impl Component for JudgeReward {
             audit = %audit.as_ref().map_or("none".to_string(), |a| a.path().display().to_string()),
             "judge reward ready"
         );
+        let cache = NonZeroUsize::new(config.cache_entries).map(LruCache::new);
         Ok(JudgeReward {
             config,
             runtime: Some(runtime),
             client: Arc::new(client),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache),
             audit: Mutex::new(audit),
             burst: Mutex::new(Burst::default()),
         })
@@ -150,21 +171,30 @@ impl Reward for JudgeReward {
         let mut pending: Vec<(Question, Vec<usize>)> = Vec::new();
         let mut pending_index: HashMap<Question, usize> = HashMap::new();
         let mut problem_sources = vec!["missing"; batch.len()];
+        let how = Extraction {
+            eval: self.config.protocol == Protocol::Eval,
+            require_think: self.config.require_think(),
+            lenient: self.config.lenient,
+        };
         for (i, input) in batch.iter().enumerate() {
             let (problem, source) = extract_problem(&input.prompt, &input.question);
             problem_sources[i] = source.as_str();
-            let prediction = prompt::extract_prediction(&input.response, self.config.require_think);
+            let prediction = prompt::extract_prediction(&input.response, how);
             let Some(prediction) = prediction.filter(|p| !p.is_empty()) else {
                 Counters::bump(&self.client.counters.no_answer);
                 scores[i] = Some(RewardScore {
                     score: 0.0,
                     decided_by: "judge.no_answer".into(),
-                    details: serde_json::json!({"reason": "no final answer after </think>"}),
+                    details: serde_json::json!({
+                        "provenance": "rule",
+                        "reason": "no final answer to send (no </think>, or no \"the answer is\")",
+                    }),
                 });
                 continue;
             };
             let question = Question { problem, prediction, gold: extract_answer(&input.ground_truth) };
-            if let Some(cached) = lock(&self.cache).get(&question).cloned() {
+            let cached = lock(&self.cache).as_mut().and_then(|cache| cache.get(&question).cloned());
+            if let Some(cached) = cached {
                 Counters::bump(&self.client.counters.cache_hits);
                 self.audit(&question, &input.data_source, AuditOutcome::Cached(&cached));
                 scores[i] = Some(verdict_score(&question, source.as_str(), cached.verdict, &cached.rationale, true, 0));
@@ -186,13 +216,13 @@ impl Reward for JudgeReward {
             let outcomes = self.ask_all(&pending);
             let mut answered = false;
             let mut first_error = None;
-            let mut fallbacks = 0u64;
+            let mut unscored = 0u64;
             for ((question, indices), outcome) in pending.iter().zip(outcomes) {
                 let data_source = &batch[indices[0]].data_source;
                 match outcome {
                     Ok(reply) => {
                         answered = true;
-                        let verdict = parse_verdict(&reply.text);
+                        let verdict = parse_verdict(&reply.text, self.config.verdict_rule);
                         let counter = match verdict {
                             Verdict::Yes => &self.client.counters.yes,
                             Verdict::No => &self.client.counters.no,
@@ -218,29 +248,24 @@ impl Reward for JudgeReward {
                         }
                         self.audit(question, data_source, AuditOutcome::Unavailable(&error));
                         for &i in indices {
-                            Counters::bump(&self.client.counters.fallbacks);
-                            fallbacks += 1;
-                            scores[i] = Some(RewardScore {
-                                score: 0.0,
-                                decided_by: "judge.unavailable".into(),
-                                details: serde_json::json!({
-                                    "problem_source": problem_sources[i],
-                                    "prediction": question.prediction,
-                                    "gold": question.gold,
-                                    "error": error.to_string(),
-                                }),
-                            });
+                            Counters::bump(&self.client.counters.unscored);
+                            unscored += 1;
+                            scores[i] = Some(unscored_score(question, problem_sources[i], &error));
                         }
                         first_error.get_or_insert(error);
                     }
                 }
             }
-            self.log_burst(answered, first_error, fallbacks);
+            self.log_burst(answered, first_error, unscored);
         }
         if let Some(audit) = lock(&self.audit).as_mut() {
             audit.flush();
         }
-        Ok(scores.into_iter().map(|s| s.expect("every input is scored")).collect())
+        scores
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| Error::msg(format!("{COMPONENT}: internal: input {i} was never scored"))))
+            .collect()
     }
 
     fn take_metrics(&self) -> Result<BTreeMap<String, f64>> {
@@ -255,8 +280,9 @@ enum AuditOutcome<'a> {
 }
 
 impl JudgeReward {
-    /// Ask every question concurrently; one outcome per question, in order. Waits at most for the
-    /// batch deadline: questions still unanswered then are reported unavailable.
+    /// Ask every question concurrently; one outcome per question, in order. Each item's deadline
+    /// runs from when it holds a slot (in the client); the batch waits at most for every round of
+    /// slots to use its deadline, and questions still unanswered then are reported failed.
     fn ask_all(&self, pending: &[(Question, Vec<usize>)]) -> Vec<std::result::Result<Reply, CallError>> {
         Counters::bump_by(&self.client.counters.calls, pending.len() as u64);
         let mut outcomes: Vec<Option<std::result::Result<Reply, CallError>>> = vec![None; pending.len()];
@@ -265,21 +291,17 @@ impl JudgeReward {
         };
         let (sender, receiver) = std::sync::mpsc::channel();
         let system = Arc::new(self.config.system_prompt.clone());
-        let per_item = self.config.worst_case_per_item() + Duration::from_secs(1);
         for (slot, (question, _)) in pending.iter().enumerate() {
             let user =
                 prompt::render(&self.config.user_template, &question.problem, &question.prediction, &question.gold);
             let (client, system, sender) = (self.client.clone(), system.clone(), sender.clone());
             runtime.spawn(async move {
-                let outcome = match tokio::time::timeout(per_item, client.ask(&system, &user)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(deadline_error("item deadline passed")),
-                };
-                let _ = sender.send((slot, outcome));
+                let _ = sender.send((slot, client.ask(&system, &user).await));
             });
         }
         drop(sender);
         // Slots are shared, so items queue behind one another: the batch needs at most this long.
+        let per_item = self.config.worst_case_per_item() + Duration::from_secs(1);
         let rounds = pending.len().div_ceil(self.config.max_in_flight) as u32;
         let deadline = Instant::now() + per_item * rounds + Duration::from_secs(5);
         let mut received = 0;
@@ -296,15 +318,11 @@ impl JudgeReward {
         outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(deadline_error("batch deadline passed")))).collect()
     }
 
+    /// Keep a verdict; a full cache evicts its least recently used one.
     fn remember(&self, question: &Question, verdict: Verdict, rationale: &str) {
-        if self.config.cache_entries == 0 {
-            return;
+        if let Some(cache) = lock(&self.cache).as_mut() {
+            cache.put(question.clone(), CachedVerdict { verdict, rationale: rationale.to_string() });
         }
-        let mut cache = lock(&self.cache);
-        if cache.len() >= self.config.cache_entries {
-            cache.clear(); // simple bound on memory; verdicts are cheap to ask again
-        }
-        cache.insert(question.clone(), CachedVerdict { verdict, rationale: rationale.to_string() });
     }
 
     fn audit(&self, question: &Question, data_source: &str, outcome: AuditOutcome<'_>) {
@@ -327,7 +345,7 @@ impl JudgeReward {
                     CallError::Failed { attempts, .. } => *attempts,
                     CallError::CircuitOpen => 0,
                 };
-                ("unavailable", None, Some(error.to_string()), false, attempts, None)
+                ("unscored", None, Some(error.to_string()), false, attempts, None)
             }
         };
         audit.write(&AuditRecord {
@@ -347,23 +365,23 @@ impl JudgeReward {
         });
     }
 
-    /// One warning when fallbacks start, one line when the judge answers again: never one per item.
-    fn log_burst(&self, answered: bool, first_error: Option<CallError>, fallbacks: u64) {
+    /// One warning when unscored items start, one line when the judge answers again: never one per item.
+    fn log_burst(&self, answered: bool, first_error: Option<CallError>, unscored: u64) {
         let mut burst = lock(&self.burst);
         match first_error {
             Some(error) => {
-                if burst.fallbacks == 0 {
+                if burst.unscored == 0 {
                     tracing::warn!(
                         url = %self.config.chat_url(),
-                        "judge unavailable ({error}); affected responses keep the other rewards' scores \
-                         (counted in judge_fallbacks; logged once until the judge answers again)"
+                        "judge unavailable ({error}); affected responses are unscored (`judge.unscored`, counted \
+                         in judge_unscored; logged once until the judge answers again)"
                     );
                 }
-                burst.fallbacks += fallbacks;
+                burst.unscored += unscored;
             }
-            None if answered && burst.fallbacks > 0 => {
-                tracing::info!(fallbacks = burst.fallbacks, "judge answering again");
-                burst.fallbacks = 0;
+            None if answered && burst.unscored > 0 => {
+                tracing::info!(unscored = burst.unscored, "judge answering again");
+                burst.unscored = 0;
             }
             None => {}
         }
@@ -372,6 +390,22 @@ impl JudgeReward {
 
 fn deadline_error(what: &str) -> CallError {
     CallError::Failed { attempts: 0, message: what.to_string() }
+}
+
+/// The verdict of a response the judge could not score: NaN, never a made-up 0.
+fn unscored_score(question: &Question, problem_source: &str, error: &CallError) -> RewardScore {
+    RewardScore {
+        score: f32::NAN,
+        decided_by: UNSCORED.into(),
+        details: serde_json::json!({
+            "provenance": "error",
+            "unscored": true,
+            "problem_source": problem_source,
+            "prediction": question.prediction,
+            "gold": question.gold,
+            "error": error.to_string(),
+        }),
+    }
 }
 
 fn verdict_score(
@@ -388,6 +422,7 @@ fn verdict_score(
         score: if verdict == Verdict::Yes { 1.0 } else { 0.0 },
         decided_by: format!("judge.{}", verdict.as_str()),
         details: serde_json::json!({
+            "provenance": "judge",
             "problem_source": problem_source,
             "prediction": question.prediction,
             "gold": question.gold,
@@ -436,10 +471,28 @@ mod tests {
         ];
         let scores = judge.score(&inputs).unwrap();
         assert!(scores.iter().all(|s| s.score == 0.0 && s.decided_by == "judge.no_answer"));
+        assert!(scores.iter().all(|s| s.details["provenance"] == "rule"));
         let metrics = judge.take_metrics().unwrap();
         assert_eq!(metrics["judge_no_answer"], 2.0);
         assert_eq!(metrics["judge_calls"], 0.0);
         assert_eq!(judge.take_metrics().unwrap()["judge_no_answer"], 0.0, "metrics reset when taken");
+    }
+
+    #[test]
+    fn an_unreachable_judge_leaves_the_item_unscored() {
+        let judge = judge(serde_json::json!({"model": "m", "url": "http://127.0.0.1:9/v1", "max_retries": 0})).unwrap();
+        let input = RewardInput {
+            response: "<think>x</think>the answer is 4".into(),
+            ground_truth: "4".into(),
+            ..Default::default()
+        };
+        let score = judge.score(&[input]).unwrap().remove(0);
+        assert!(score.score.is_nan(), "never a made-up 0: {score:?}");
+        assert_eq!(score.decided_by, UNSCORED);
+        assert_eq!(score.details["provenance"], "error");
+        assert_eq!(score.details["unscored"], true);
+        assert!(score.details["error"].as_str().unwrap().contains("attempt"), "{}", score.details);
+        assert_eq!(judge.take_metrics()["judge_unscored"], 1.0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the judge is asked and how its reply is read: the QwenLong-L1 prompts, the problem taken
 //! from the DocQA prompt, the answer taken from the response, and the `[[YES]]`/`[[NO]]` verdict.
 
+use crate::config::VerdictRule;
+
 /// The QwenLong-L1 judge system prompt, verbatim.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an expert in verifying if two answers are the same.
 Your input is a problem and two answers, Answer 1 and Answer 2. You need to check if they are equivalent.
@@ -17,9 +19,12 @@ pub const DEFAULT_USER_TEMPLATE: &str = "\nProblem: {problem}\nAnswer 1: {answer
 const TEXT_END: &str = "</text>";
 const FORMAT_LINE: &str = "Format your response as follows:";
 const ANSWER_MARKER: &str = "the answer is";
-/// End-of-text tokens a decoded response may still carry.
+const THINK_END: &str = "</think>";
+/// End-of-text tokens a decoded response may still carry (lenient clean-up).
 const SPECIAL_TOKENS: &[&str] =
     &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<｜end▁of▁sentence｜>", "</s>", "<|end|>"];
+/// The two tokens the official clean-up removes.
+const OFFICIAL_SPECIAL_TOKENS: [&str; 2] = ["<｜Assistant｜>", "<｜end▁of▁sentence｜>"];
 
 /// Where the problem text came from, for the audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +63,41 @@ pub fn extract_problem(prompt: &str, question: &str) -> (String, ProblemSource) 
     }
 }
 
-/// The final answer of a response: the text after the last `</think>` (`None` when thinking is
-/// required and the response never closed it), then [`extract_answer`].
-pub fn extract_prediction(response: &str, require_think: bool) -> Option<String> {
-    let answer = match response.rfind("</think>") {
-        Some(at) => &response[at + "</think>".len()..],
-        None if require_think => return None,
-        None => response,
-    };
-    Some(extract_answer(answer))
+/// How the answer sent to the judge is read from a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extraction {
+    /// The evaluation scripts' answer text: after `</think>` when that is not empty, else the whole.
+    pub eval: bool,
+    pub require_think: bool,
+    pub lenient: bool,
 }
 
-/// As the rule verifier does for doc QA: drop `*`, keep what follows the last "the answer is"
+/// The prediction sent to the judge, or `None` when the official code would not ask it: no
+/// `</think>` when thinking is required, or (unless lenient) no case-sensitive "the answer is".
+/// The official reward asks the judge with exactly what the rule extracted (`pred_status`).
+pub fn extract_prediction(response: &str, how: Extraction) -> Option<String> {
+    let after = response.rfind(THINK_END).map(|at| &response[at + THINK_END.len()..]);
+    let text = match after {
+        None if how.require_think => return None,
+        Some(after) if !(how.eval && after.trim().is_empty()) => after,
+        _ => response,
+    };
+    if how.lenient { Some(extract_answer(text)) } else { official_answer(text) }
+}
+
+/// The official `parse_model_answer`: drop `*`, the text after the last case-sensitive "the answer
+/// is", stripped, the two DeepSeek end tokens removed, periods stripped at both ends.
+pub fn official_answer(text: &str) -> Option<String> {
+    let text = text.replace('*', "");
+    let at = text.rfind(ANSWER_MARKER)?;
+    let mut answer = text[at + ANSWER_MARKER.len()..].trim().to_string();
+    for token in OFFICIAL_SPECIAL_TOKENS {
+        answer = answer.replace(token, "");
+    }
+    Some(answer.trim().trim_matches('.').trim().to_string())
+}
+
+/// Lenient (and the gold's reading): drop `*`, keep what follows the last "the answer is"
 /// (case-insensitive), drop end-of-text tokens and a trailing period. Text without the phrase is
 /// kept whole (the judge can still read it).
 pub fn extract_answer(text: &str) -> String {
@@ -136,9 +164,23 @@ impl Verdict {
     }
 }
 
-/// The verdict is the last `[[YES]]` or `[[NO]]` of the reply (the explanation comes first and may
-/// quote the format line, which names both).
-pub fn parse_verdict(reply: &str) -> Verdict {
+/// The verdict of a reply under `rule`.
+pub fn parse_verdict(reply: &str, rule: VerdictRule) -> Verdict {
+    match rule {
+        VerdictRule::ContainsYes => {
+            if reply.contains("YES") {
+                Verdict::Yes
+            } else {
+                Verdict::No
+            }
+        }
+        VerdictRule::LastMarker => last_marker(reply),
+    }
+}
+
+/// The last `[[YES]]` or `[[NO]]` of the reply (the explanation comes first and may quote the
+/// format line, which names both).
+fn last_marker(reply: &str) -> Verdict {
     let upper = reply.to_uppercase();
     match (upper.rfind("[[YES]]"), upper.rfind("[[NO]]")) {
         (Some(yes), Some(no)) => {
@@ -176,13 +218,33 @@ mod tests {
         assert_eq!(extract_problem("", "").1, ProblemSource::Missing);
     }
 
+    const TRAIN: Extraction = Extraction { eval: false, require_think: true, lenient: false };
+    const EVAL: Extraction = Extraction { eval: true, require_think: false, lenient: false };
+    const LENIENT: Extraction = Extraction { eval: false, require_think: true, lenient: true };
+
     #[test]
     fn prediction_is_the_answer_after_thinking() {
         let response = "<think>the answer is London</think>Some words. Therefore, **the answer is Paris**.<|im_end|>";
-        assert_eq!(extract_prediction(response, true).as_deref(), Some("Paris"));
-        assert_eq!(extract_prediction("no think tags, the answer is 3.", true), None);
-        assert_eq!(extract_prediction("no think tags, The Answer Is: 3.", false).as_deref(), Some("3"));
-        assert_eq!(extract_prediction("</think>  Just Paris ", true).as_deref(), Some("Just Paris"));
+        assert_eq!(extract_prediction(response, LENIENT).as_deref(), Some("Paris"));
+        // The official clean-up keeps a Qwen token (it removes two DeepSeek ones).
+        assert_eq!(extract_prediction(response, TRAIN).as_deref(), Some("Paris.<|im_end|>"));
+        assert_eq!(extract_prediction("no think tags, the answer is 3.", TRAIN), None);
+        assert_eq!(extract_prediction("no think tags, the answer is 3.", EVAL).as_deref(), Some("3"));
+        let relaxed = Extraction { require_think: false, ..LENIENT };
+        assert_eq!(extract_prediction("no think tags, The Answer Is: 3.", relaxed).as_deref(), Some("3"));
+        assert_eq!(extract_prediction("</think>  Just Paris ", LENIENT).as_deref(), Some("Just Paris"));
+    }
+
+    #[test]
+    fn official_extraction_needs_the_exact_phrase() {
+        assert_eq!(extract_prediction("<think>x</think>The answer is Paris", TRAIN), None);
+        assert_eq!(extract_prediction("<think>x</think>Just Paris", TRAIN), None);
+        let done = "x</think>the answer is Paris<｜end▁of▁sentence｜>";
+        assert_eq!(extract_prediction(done, TRAIN).as_deref(), Some("Paris"));
+        // Evaluation reads the whole response when nothing follows `</think>`.
+        let empty_after = "<think>so the answer is Lyon</think> ";
+        assert_eq!(extract_prediction(empty_after, TRAIN), None);
+        assert_eq!(extract_prediction(empty_after, EVAL).as_deref(), Some("Lyon</think>"));
     }
 
     #[test]
@@ -202,10 +264,21 @@ mod tests {
 
     #[test]
     fn verdict_is_the_last_marker() {
-        assert_eq!(parse_verdict("They match. [[YES]]"), Verdict::Yes);
-        assert_eq!(parse_verdict("Format: [[YES]] or [[NO]]. They differ, so [[no]]"), Verdict::No);
-        assert_eq!(parse_verdict("Format: [[YES]] or [[NO]]. Same value. [[YES]]"), Verdict::Yes);
-        assert_eq!(parse_verdict("YES they are the same"), Verdict::Unparsed);
-        assert_eq!(parse_verdict(""), Verdict::Unparsed);
+        let rule = VerdictRule::LastMarker;
+        assert_eq!(parse_verdict("They match. [[YES]]", rule), Verdict::Yes);
+        assert_eq!(parse_verdict("Format: [[YES]] or [[NO]]. They differ, so [[no]]", rule), Verdict::No);
+        assert_eq!(parse_verdict("Format: [[YES]] or [[NO]]. Same value. [[YES]]", rule), Verdict::Yes);
+        assert_eq!(parse_verdict("YES they are the same", rule), Verdict::Unparsed);
+        assert_eq!(parse_verdict("", rule), Verdict::Unparsed);
+    }
+
+    #[test]
+    fn official_verdict_is_any_yes() {
+        let rule = VerdictRule::ContainsYes;
+        assert_eq!(parse_verdict("They match. [[YES]]", rule), Verdict::Yes);
+        // `"YES" in orm_response`: a quoted format line counts, lower case does not.
+        assert_eq!(parse_verdict("Format: [[YES]] or [[NO]]. They differ, so [[NO]]", rule), Verdict::Yes);
+        assert_eq!(parse_verdict("yes, the same [[yes]]", rule), Verdict::No);
+        assert_eq!(parse_verdict("", rule), Verdict::No);
     }
 }

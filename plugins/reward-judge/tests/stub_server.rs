@@ -1,5 +1,6 @@
 //! The judge against a stub OpenAI-compatible server on 127.0.0.1: request shape, concurrency,
-//! timeouts, retries, a server killed mid-run, the circuit breaker, the cache and the audit file.
+//! timeouts (none expiring in the queue), retries, a server killed mid-run, the circuit breaker,
+//! unscored verdicts, the LRU cache and the audit file.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,7 +164,9 @@ fn request_shape_verdicts_key_and_audit() {
     let key = std::env::var("PATH").unwrap();
     let judge = judge(
         &server.url,
-        serde_json::json!({"api_key_env": "PATH", "seed": 42, "max_tokens": 77, "max_in_flight": 1}),
+        serde_json::json!({
+            "api_key_env": "PATH", "seed": 42, "max_tokens": 77, "max_in_flight": 1, "verdict_rule": "last_marker",
+        }),
         Some(dir.path()),
     );
     let inputs = [item(0, "Paris", "Paris"), item(1, "London", "Paris"), item(2, "Rome", "Rome")];
@@ -176,6 +179,7 @@ fn request_shape_verdicts_key_and_audit() {
     );
     assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [1.0, 0.0, 0.0]);
     assert_eq!(scores[0].details["prediction"], "Paris");
+    assert!(scores.iter().all(|s| s.details["provenance"] == "judge"));
 
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
@@ -195,7 +199,7 @@ fn request_shape_verdicts_key_and_audit() {
         (metrics["judge_calls"], metrics["judge_yes"], metrics["judge_no"], metrics["judge_unparsed"]),
         (3.0, 1.0, 1.0, 1.0)
     );
-    assert_eq!(metrics["judge_fallbacks"], 0.0);
+    assert_eq!(metrics["judge_unscored"], 0.0);
 
     drop(judge);
     let audit = std::fs::read_to_string(dir.path().join("judge_audit.jsonl")).unwrap();
@@ -220,16 +224,16 @@ fn requests_run_concurrently_up_to_max_in_flight() {
 }
 
 #[test]
-fn a_stalling_server_times_out_and_falls_back() {
+fn a_stalling_server_times_out_and_leaves_items_unscored() {
     let server = Server::start(|_| Behaviour::Stall);
     let judge = judge(&server.url, serde_json::json!({"timeout_secs": 0.3, "max_retries": 1}), None);
     let started = Instant::now();
     let scores = judge.score(&distinct_items(2)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "bounded wait, took {:?}", started.elapsed());
-    assert!(scores.iter().all(|s| s.score == 0.0 && s.decided_by == "judge.unavailable"));
+    assert!(scores.iter().all(|s| s.score.is_nan() && s.decided_by == "judge.unscored"));
     assert!(scores[0].details["error"].as_str().unwrap().contains("timed out"), "{}", scores[0].details);
     let metrics = judge.take_metrics();
-    assert_eq!(metrics["judge_fallbacks"], 2.0);
+    assert_eq!(metrics["judge_unscored"], 2.0);
     assert_eq!(metrics["judge_failures"], 4.0, "each item tried twice");
     assert_eq!(server.count(), 4);
 }
@@ -248,7 +252,7 @@ fn retries_on_5xx_and_429_then_succeeds() {
     assert_eq!(scores[0].details["attempts"], 4);
     assert_eq!(server.count(), 4);
     let metrics = judge.take_metrics();
-    assert_eq!((metrics["judge_failures"], metrics["judge_requests"], metrics["judge_fallbacks"]), (3.0, 4.0, 0.0));
+    assert_eq!((metrics["judge_failures"], metrics["judge_requests"], metrics["judge_unscored"]), (3.0, 4.0, 0.0));
 }
 
 #[test]
@@ -256,13 +260,13 @@ fn client_errors_are_not_retried() {
     let server = Server::start(|_| Behaviour::Status(StatusCode::UNAUTHORIZED, None));
     let judge = judge(&server.url, serde_json::json!({"max_retries": 5}), None);
     let scores = judge.score(&distinct_items(1)).unwrap();
-    assert_eq!(scores[0].decided_by, "judge.unavailable");
+    assert_eq!(scores[0].decided_by, "judge.unscored");
     assert!(scores[0].details["error"].as_str().unwrap().contains("401"));
     assert_eq!(server.count(), 1);
 }
 
 #[test]
-fn a_server_killed_mid_run_counts_fallbacks_and_the_run_completes() {
+fn a_server_killed_mid_run_counts_unscored_items_and_the_run_completes() {
     let mut server = Server::start(|_| Behaviour::Judge { delay: Duration::from_millis(50) });
     let judge = judge(
         &server.url,
@@ -279,19 +283,19 @@ fn a_server_killed_mid_run_counts_fallbacks_and_the_run_completes() {
         scoring.join().unwrap()
     });
     let yes = scores.iter().filter(|s| s.decided_by == "judge.yes").count();
-    let unavailable = scores.iter().filter(|s| s.decided_by == "judge.unavailable").count();
-    assert_eq!(yes + unavailable, 20);
+    let unscored = scores.iter().filter(|s| s.decided_by == "judge.unscored").count();
+    assert_eq!(yes + unscored, 20);
     assert!(yes >= 2, "answers before the kill are kept ({yes})");
-    assert!(unavailable >= 10, "items after the kill fall back ({unavailable})");
-    assert!(scores.iter().filter(|s| s.decided_by == "judge.unavailable").all(|s| s.score == 0.0));
+    assert!(unscored >= 10, "items after the kill are unscored ({unscored})");
+    assert!(scores.iter().filter(|s| s.decided_by == "judge.unscored").all(|s| s.score.is_nan()));
     let metrics = judge.take_metrics();
-    assert_eq!(metrics["judge_fallbacks"], unavailable as f64);
+    assert_eq!(metrics["judge_unscored"], unscored as f64);
     assert!(metrics["judge_circuit_open"] > 0.0, "the breaker spares the dead server: {metrics:?}");
-    // Later batches (new questions: not in the cache) fall back at once while the circuit is open.
+    // Later batches (new questions: not in the cache) are unscored at once while the circuit is open.
     let started = Instant::now();
     let fresh: Vec<RewardInput> = (100..105).map(|i| item(i, "B", "B")).collect();
     let again = judge.score(&fresh).unwrap();
-    assert!(again.iter().all(|s| s.decided_by == "judge.unavailable"));
+    assert!(again.iter().all(|s| s.decided_by == "judge.unscored"));
     assert!(started.elapsed() < Duration::from_secs(1), "open circuit answers at once ({:?})", started.elapsed());
 }
 
@@ -330,9 +334,69 @@ fn a_dead_judge_opens_the_circuit_quickly() {
     let started = Instant::now();
     let scores = judge.score(&distinct_items(30)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(scores.iter().all(|s| s.decided_by == "judge.unavailable" && s.score == 0.0));
+    // Unscored, not a made-up 0: NaN, provenance `error`, and why.
+    for s in &scores {
+        assert!(s.decided_by == "judge.unscored" && s.score.is_nan(), "{s:?}");
+        assert_eq!(
+            (&s.details["provenance"], &s.details["unscored"]),
+            (&serde_json::json!("error"), &serde_json::json!(true))
+        );
+        assert!(s.details["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
     let metrics = judge.take_metrics();
-    assert_eq!(metrics["judge_fallbacks"], 30.0);
+    assert_eq!(metrics["judge_unscored"], 30.0);
     assert!(metrics["judge_requests"] < 20.0, "the breaker stops requests: {metrics:?}");
     assert!(metrics["judge_circuit_open"] >= 20.0, "{metrics:?}");
+}
+
+#[test]
+fn queued_items_never_expire_before_they_get_a_slot() {
+    // Each reply takes 200 ms, two at a time: 24 items take ~2.4 s in 12 rounds, longer than one
+    // item's whole deadline (timeout 1 s, no retries: 2 s). Counted from the slot, none expires.
+    let server = Server::start(|_| Behaviour::Judge { delay: Duration::from_millis(200) });
+    let judge =
+        judge(&server.url, serde_json::json!({"max_in_flight": 2, "max_retries": 0, "timeout_secs": 1.0}), None);
+    let started = Instant::now();
+    let scores = judge.score(&distinct_items(24)).unwrap();
+    assert!(started.elapsed() > Duration::from_secs(2), "the queue outlasts one deadline ({:?})", started.elapsed());
+    let unscored: Vec<_> = scores.iter().filter(|s| s.decided_by != "judge.yes").collect();
+    assert!(unscored.is_empty(), "{} items expired: {:?}", unscored.len(), unscored.first());
+    assert_eq!(server.count(), 24);
+    assert_eq!(judge.take_metrics()["judge_unscored"], 0.0);
+}
+
+#[test]
+fn the_cache_evicts_the_least_recently_used_verdict() {
+    let server = Server::start(|_| Behaviour::Judge { delay: Duration::ZERO });
+    let judge = judge(&server.url, serde_json::json!({"cache_entries": 2}), None);
+    let ask = |i: usize| judge.score(&[item(i, "X", "X")]).unwrap().remove(0);
+    ask(0);
+    ask(1);
+    assert_eq!(server.count(), 2);
+    assert_eq!(ask(0).details["cached"], true, "0 is now the most recently used");
+    ask(2); // full: evicts 1, the least recently used (a cache that clears itself would drop 0 too)
+    assert_eq!(server.count(), 3);
+    assert_eq!(ask(0).details["cached"], true);
+    assert_eq!(server.count(), 3);
+    assert_eq!(ask(1).details["cached"], false, "1 was evicted");
+    assert_eq!(server.count(), 4);
+}
+
+#[test]
+fn eval_protocol_sends_unthought_answers_with_seed_42() {
+    let server = Server::start(|_| Behaviour::Judge { delay: Duration::ZERO });
+    let unthought = RewardInput { response: "Therefore, the answer is Paris.".into(), ..item(0, "", "Paris") };
+    let train = judge(&server.url, serde_json::json!({}), None);
+    assert_eq!(train.score(std::slice::from_ref(&unthought)).unwrap()[0].decided_by, "judge.no_answer");
+    assert_eq!(server.count(), 0, "the RL reward never sends a response without </think>");
+    let eval = judge(&server.url, serde_json::json!({"protocol": "eval"}), None);
+    assert_eq!(eval.score(&[unthought]).unwrap()[0].decided_by, "judge.yes");
+    assert_eq!(server.requests()[0].1["seed"], 42);
+    // Official extraction: a capitalised phrase states no answer; lenient sends it.
+    let capitalised = item(1, "", "Paris");
+    let capitalised = RewardInput { response: "<think>x</think>The answer is Paris.".into(), ..capitalised };
+    let no = eval.score(std::slice::from_ref(&capitalised)).unwrap().remove(0);
+    assert_eq!((no.decided_by.as_str(), &no.details["provenance"]), ("judge.no_answer", &serde_json::json!("rule")));
+    let lenient = judge(&server.url, serde_json::json!({"lenient": true}), None);
+    assert_eq!(lenient.score(&[capitalised]).unwrap()[0].decided_by, "judge.yes");
 }

@@ -1,34 +1,44 @@
 //! Multiple-choice answers (`long_toc_choices`): "The correct answer is (A)" or "… is A", the letter
 //! compared, as the reference `long.py`.
+//!
+//! Official (default): the two patterns `The correct answer is \(([A-D])\)` then `The correct answer
+//! is ([A-D])`, case-sensitive, one space, no word boundary ("The correct answer is Alice" names A).
+//! Lenient: the phrase in any case, an optional colon and any spacing, a letter standing alone, and
+//! "the answer is (A)" / "the answer is A" for models that answer in the doc-QA format.
 
 use regex::Regex;
 
 use crate::extract;
 
 pub struct ChoiceParser {
-    /// The reference's two patterns, tried in order over the whole answer; then "the answer is (A)"
-    /// for models that answer in the doc-QA format.
-    patterns: [Regex; 3],
+    /// Tried in order over the whole answer; the first that matches anywhere gives the letter.
+    patterns: Vec<Regex>,
     letters: String,
 }
 
 impl ChoiceParser {
-    /// `letters`: the option letters, upper-case ASCII (the reference: `ABCD`).
-    pub fn new(letters: &str) -> Result<Self, String> {
+    /// `letters`: the option letters, upper-case ASCII (the reference: `ABCD`); `lenient`: the
+    /// relaxed patterns of the module docs instead of the official two.
+    pub fn new(letters: &str, lenient: bool) -> Result<Self, String> {
         if letters.is_empty() || !letters.chars().all(|c| c.is_ascii_uppercase()) {
             return Err(format!("`{letters}` must be one or more upper-case letters, like \"ABCD\""));
         }
-        // A letter must stand alone: "The correct answer is Alice" names no option.
         let class = format!("[{letters}]");
         let make = |p: String| Regex::new(&p).map_err(|e| e.to_string());
-        Ok(ChoiceParser {
-            patterns: [
+        let patterns = if lenient {
+            // A letter must stand alone here: "the correct answer is Alice" names no option.
+            vec![
                 make(format!(r"(?i:the correct answer is)\s*:?\s*\(({class})\)"))?,
                 make(format!(r"(?i:the correct answer is)\s*:?\s*({class})\b"))?,
                 make(format!(r"(?i:the answer is)\s*:?\s*(?:\(({class})\)|({class})\b)"))?,
-            ],
-            letters: letters.to_string(),
-        })
+            ]
+        } else {
+            vec![
+                make(format!(r"The correct answer is \(({class})\)"))?,
+                make(format!(r"The correct answer is ({class})"))?,
+            ]
+        };
+        Ok(ChoiceParser { patterns, letters: letters.to_string() })
     }
 
     /// The option letter an answer text states.
@@ -60,8 +70,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_patterns_and_fallback() {
-        let p = ChoiceParser::new("ABCD").unwrap();
+    fn official_patterns_are_exact() {
+        let p = ChoiceParser::new("ABCD", false).unwrap();
+        assert_eq!(p.extract("The correct answer is (B)."), Some('B'));
+        assert_eq!(p.extract("**The correct answer is C**"), Some('C'));
+        // `long.py`: no word boundary after the letter.
+        assert_eq!(p.extract("The correct answer is Alice"), Some('A'));
+        // Case-sensitive phrase and letter, one space, no colon, no doc-QA phrase.
+        assert_eq!(p.extract("the correct answer is (D)"), None);
+        assert_eq!(p.extract("The correct answer is (d)"), None);
+        assert_eq!(p.extract("The correct answer is: A"), None);
+        assert_eq!(p.extract("The correct answer is  (A)"), None);
+        assert_eq!(p.extract("Therefore, the answer is (D)"), None);
+        // The parenthesised pattern is searched first over the whole text.
+        assert_eq!(p.extract("The correct answer is A. No: The correct answer is (C)"), Some('C'));
+    }
+
+    #[test]
+    fn lenient_patterns_and_fallback() {
+        let p = ChoiceParser::new("ABCD", true).unwrap();
         assert_eq!(p.extract("The correct answer is (B)."), Some('B'));
         assert_eq!(p.extract("**The correct answer is C**"), Some('C'));
         assert_eq!(p.extract("Therefore, the answer is (D)"), Some('D'));
@@ -75,12 +102,12 @@ mod tests {
 
     #[test]
     fn gold_forms() {
-        let p = ChoiceParser::new("ABCD").unwrap();
+        let p = ChoiceParser::new("ABCD", false).unwrap();
         assert_eq!(p.gold("The correct answer is (A)"), Some('A'));
         assert_eq!(p.gold("(b)"), Some('B'));
         assert_eq!(p.gold("C."), Some('C'));
         assert_eq!(p.gold("Paris"), None);
-        assert!(ChoiceParser::new("abc").is_err());
-        assert!(ChoiceParser::new("").is_err());
+        assert!(ChoiceParser::new("abc", false).is_err());
+        assert!(ChoiceParser::new("", true).is_err());
     }
 }

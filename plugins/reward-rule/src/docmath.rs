@@ -1,6 +1,13 @@
-//! DocMath answers: a parser of the stated value (number, list or boolean) and the reference's
-//! numeric match. The reference normaliser calls Python `eval` on model output; this module parses
-//! instead and never executes anything.
+//! DocMath answers: the reference's numeric match, and the lenient parser of a stated value
+//! (number, list or boolean) that `lenient = true` uses instead of the official regex
+//! ([`crate::docmath_official`]). The reference normaliser calls Python `eval` on model output;
+//! this crate parses instead and never executes anything.
+//!
+//! What the lenient parser accepts beyond the official regex: the phrase anywhere "the answer is"
+//! is followed by a value, with words ("approximately", "about", ...), spaces, colons, other
+//! currency forms (`US$`, `USD`, `€ 7`), `\boxed{}` or parentheses before the number; scientific
+//! notation (`1.5e-3`, `2.5 × 10^6`); the value after the last `=` of an arithmetic line
+//! ("35 - 20 = 15"); booleans and lists.
 
 use std::sync::LazyLock;
 
@@ -8,12 +15,6 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::extract;
-
-/// The reference's answer pattern (`docmath.py`: `the answer is (\=?\≈?\`?\%?\$?\°?\£?\€?\¥?-?[0-9\.,]+)`,
-/// case-insensitive) in Rust regex syntax: optional `=≈`%$°£€¥`, an optional minus, then digits,
-/// dots and commas. The parser below accepts every string it matches and more (units,
-/// "approximately", scientific notation, booleans, lists); a test holds it to that.
-pub const REFERENCE_PATTERN: &str = r"(?i)the answer is (=?≈?`?%?\$?°?£?€?¥?-?[0-9.,]+)";
 
 /// The reference's relative tolerance (0.15%).
 pub const DEFAULT_TOLERANCE: f64 = 0.0015;
@@ -175,24 +176,26 @@ pub fn parse_value(text: &str) -> Option<Value> {
 fn answer_line(rest: &str) -> String {
     let rest = rest.trim_start();
     let line = rest.split('\n').next().unwrap_or("");
-    let cleaned = extract::clean_answer(line);
+    let cleaned = extract::clean_answer(line, true);
     match cleaned.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &cleaned[..cut]),
         None => cleaned,
     }
 }
 
-/// The first "the answer is …" of an answer text that states a value (the reference takes the first
-/// match of its pattern): the answer line and the value.
+/// Lenient: the first "the answer is …" (any case) of an answer text that states a value (the
+/// reference takes the first match of its pattern): the answer line and the value.
 pub fn extract_prediction(answer_text: &str) -> Option<(String, Value)> {
     let text = extract::strip_stars(answer_text);
-    extract::after_each_answer_is(&text).find_map(|rest| parse_value(rest).map(|v| (answer_line(rest), v)))
+    extract::after_each_answer_is(&text, true)
+        .into_iter()
+        .find_map(|rest| parse_value(rest).map(|v| (answer_line(rest), v)))
 }
 
-/// The gold value, given bare ("12.5") or as a sentence ("… the answer is 12.5").
+/// Lenient: the gold value, given bare ("12.5") or as a sentence ("… the answer is 12.5").
 pub fn parse_gold(ground_truth: &str) -> Option<Value> {
     let text = extract::strip_stars(ground_truth);
-    if extract::mentions_answer_is(&text) {
+    if extract::mentions_answer_is(&text, true) {
         extract_prediction(&text).map(|(_, value)| value)
     } else {
         parse_value(text.trim())
@@ -204,20 +207,42 @@ fn within_eps(pred: f64, gold: f64, tolerance: f64) -> bool {
     pred >= gold - eps && pred <= gold + eps
 }
 
-fn round_up_3(value: f64) -> Option<f64> {
-    let scaled = (value * 1000.0).ceil();
-    scaled.is_finite().then_some(scaled / 1000.0)
+/// The two versions of the reference's `compare_two_numbers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Decimals of the round-up check (`round_up_to_decimal(v, d)`).
+    pub round_decimals: i32,
+    /// The power-of-ten check takes `log10(v1 / v2)` (evaluation) instead of `log10(v1) - log10(v2)`.
+    pub log_of_ratio: bool,
+}
+
+impl Checks {
+    /// `verl/utils/reward_score/docmath.py` (the RL reward).
+    pub const TRAIN: Checks = Checks { round_decimals: 3, log_of_ratio: false };
+    /// `eval/docmath.py` (the official evaluation).
+    pub const EVAL: Checks = Checks { round_decimals: 2, log_of_ratio: true };
+}
+
+/// `math.ceil(value * 10**decimals) / 10**decimals`; `None` where Python raises (infinity).
+fn round_up(value: f64, decimals: i32) -> Option<f64> {
+    let factor = 10f64.powi(decimals);
+    let scaled = (value * factor).ceil();
+    scaled.is_finite().then_some(scaled / factor)
 }
 
 /// The reference's `compare_two_numbers`: which of its checks accepts `pred` for `gold`, if any.
 /// Like the reference, the scale, power-of-ten and rounding checks compare magnitudes (sign ignored).
-pub fn compare_numbers(pred: f64, gold: f64, tolerance: f64) -> Option<&'static str> {
+pub fn compare_numbers(pred: f64, gold: f64, tolerance: f64, checks: Checks) -> Option<&'static str> {
+    if !(pred.is_finite() && gold.is_finite()) {
+        return None; // the reference overflows (an error, or False in training)
+    }
     if within_eps(pred, gold, tolerance) {
         return Some("numeric");
     }
     let (v1, v2) = (gold.abs().max(pred.abs()), gold.abs().min(pred.abs()));
     // The reference ORs these checks; the order here only picks the most telling name.
-    let ratio_log = (v1 != 0.0 && v2 != 0.0).then(|| v1.log10() - v2.log10());
+    let ratio_log =
+        (v1 != 0.0 && v2 != 0.0).then(|| if checks.log_of_ratio { (v1 / v2).log10() } else { v1.log10() - v2.log10() });
     if ratio_log == Some(0.0) {
         return Some("magnitude");
     }
@@ -233,22 +258,23 @@ pub fn compare_numbers(pred: f64, gold: f64, tolerance: f64) -> Option<&'static 
     if ratio_log.is_some_and(|r| r.trunc() == r) {
         return Some("power_of_ten");
     }
-    match (round_up_3(v1), round_up_3(v2)) {
+    match (round_up(v1, checks.round_decimals), round_up(v2, checks.round_decimals)) {
         (Some(a), Some(b)) if a == b => Some("round_up"),
         _ => None,
     }
 }
 
 /// Whether `pred` matches `gold`, and the check that decided (`numeric` when numbers did not match).
-pub fn compare(pred: &Value, gold: &Value, tolerance: f64) -> (bool, &'static str) {
+pub fn compare(pred: &Value, gold: &Value, tolerance: f64, checks: Checks) -> (bool, &'static str) {
     match (pred, gold) {
         (Value::Bool(p), Value::Bool(g)) => (p == g, "boolean"),
-        (Value::Number(p), Value::Number(g)) => match compare_numbers(*p, *g, tolerance) {
+        (Value::Number(p), Value::Number(g)) => match compare_numbers(*p, *g, tolerance, checks) {
             Some(check) => (true, check),
             None => (false, "numeric"),
         },
         (Value::List(p), Value::List(g)) => {
-            let same = p.len() == g.len() && p.iter().zip(g).all(|(p, g)| compare_numbers(*p, *g, tolerance).is_some());
+            let same = p.len() == g.len()
+                && p.iter().zip(g).all(|(p, g)| compare_numbers(*p, *g, tolerance, checks).is_some());
             (same, "list")
         }
         _ => (false, "type_mismatch"),
@@ -305,7 +331,7 @@ mod tests {
 
     #[test]
     fn reference_pattern_strings_parse() {
-        let re = Regex::new(REFERENCE_PATTERN).unwrap();
+        let re = Regex::new(crate::docmath_official::PATTERN).unwrap();
         for text in [
             "the answer is =12",
             "the answer is ≈3.5",
@@ -337,20 +363,29 @@ mod tests {
 
     #[test]
     fn reference_checks() {
-        let t = DEFAULT_TOLERANCE;
-        assert_eq!(compare_numbers(100.1, 100.0, t), Some("numeric"));
-        assert_eq!(compare_numbers(100.2, 100.0, t), None);
-        assert_eq!(compare_numbers(-5.0, 5.0, t), Some("magnitude"));
-        assert_eq!(compare_numbers(0.5, 5.0, t), Some("power_of_ten"));
-        assert_eq!(compare_numbers(12.3, 0.1231, t), Some("scale_x100"));
-        assert_eq!(compare_numbers(0.012_31, 12.3, t), Some("scale_x1000"));
-        assert_eq!(compare_numbers(123_100.0, 1.23, t), Some("scale_x100000"));
-        assert_eq!(compare_numbers(0.1231, 0.1239, t), Some("round_up"));
-        assert_eq!(compare_numbers(0.0, 0.0, t), Some("numeric"));
-        assert_eq!(compare_numbers(1.0, 0.0, t), None);
-        assert_eq!(compare(&Value::Bool(true), &Value::Bool(true), t), (true, "boolean"));
-        assert_eq!(compare(&Value::Bool(true), &Value::Number(1.0), t), (false, "type_mismatch"));
-        assert_eq!(compare(&Value::List(vec![1.0, 2.0]), &Value::List(vec![1.0, 2.001]), t), (true, "list"));
-        assert_eq!(compare(&Value::List(vec![1.0]), &Value::List(vec![1.0, 2.0]), t), (false, "list"));
+        let (t, c) = (DEFAULT_TOLERANCE, Checks::TRAIN);
+        assert_eq!(compare_numbers(100.1, 100.0, t, c), Some("numeric"));
+        assert_eq!(compare_numbers(100.2, 100.0, t, c), None);
+        assert_eq!(compare_numbers(-5.0, 5.0, t, c), Some("magnitude"));
+        assert_eq!(compare_numbers(0.5, 5.0, t, c), Some("power_of_ten"));
+        assert_eq!(compare_numbers(12.3, 0.1231, t, c), Some("scale_x100"));
+        assert_eq!(compare_numbers(0.012_31, 12.3, t, c), Some("scale_x1000"));
+        assert_eq!(compare_numbers(123_100.0, 1.23, t, c), Some("scale_x100000"));
+        assert_eq!(compare_numbers(0.1231, 0.1239, t, c), Some("round_up"));
+        assert_eq!(compare_numbers(0.0, 0.0, t, c), Some("numeric"));
+        assert_eq!(compare_numbers(1.0, 0.0, t, c), None);
+        assert_eq!(compare_numbers(f64::INFINITY, 1.0, t, c), None);
+        assert_eq!(compare(&Value::Bool(true), &Value::Bool(true), t, c), (true, "boolean"));
+        assert_eq!(compare(&Value::Bool(true), &Value::Number(1.0), t, c), (false, "type_mismatch"));
+        assert_eq!(compare(&Value::List(vec![1.0, 2.0]), &Value::List(vec![1.0, 2.001]), t, c), (true, "list"));
+        assert_eq!(compare(&Value::List(vec![1.0]), &Value::List(vec![1.0, 2.0]), t, c), (false, "list"));
+    }
+
+    #[test]
+    fn evaluation_rounds_up_to_two_decimals() {
+        // 0.121 and 0.129: round-up to 3 decimals differs (0.121 vs 0.129), to 2 they meet (0.13).
+        assert_eq!(compare_numbers(0.121, 0.129, DEFAULT_TOLERANCE, Checks::TRAIN), None);
+        assert_eq!(compare_numbers(0.121, 0.129, DEFAULT_TOLERANCE, Checks::EVAL), Some("round_up"));
+        assert_eq!(compare_numbers(0.5, 5.0, DEFAULT_TOLERANCE, Checks::EVAL), Some("power_of_ten"));
     }
 }

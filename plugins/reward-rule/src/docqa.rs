@@ -42,20 +42,21 @@ pub fn normalize_answer(text: &str) -> String {
     no_articles.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The predicted answer of a model answer text: after the last "the answer is", cleaned; `None`
-/// when the phrase is missing or nothing follows it.
-pub fn extract_prediction(answer_text: &str) -> Option<String> {
+/// The predicted answer of a model answer text: after the last "the answer is" (exact case, or any
+/// case when `lenient`), cleaned; `None` when the phrase is missing or nothing follows it (the
+/// reference's `if pred_status:` treats an empty string as no answer).
+pub fn extract_prediction(answer_text: &str, lenient: bool) -> Option<String> {
     let text = extract::strip_stars(answer_text);
-    let raw = extract::after_last_answer_is(&text)?;
-    Some(extract::clean_answer(raw)).filter(|a| !a.is_empty())
+    let raw = extract::after_last_answer_is(&text, lenient)?;
+    Some(extract::clean_answer(raw, lenient)).filter(|a| !a.is_empty())
 }
 
 /// The gold answer, given bare ("Paris") or as a sentence ("Therefore, the answer is Paris.").
-pub fn extract_gold(ground_truth: &str) -> String {
+pub fn extract_gold(ground_truth: &str, lenient: bool) -> String {
     let text = extract::strip_stars(ground_truth);
-    match extract::after_last_answer_is(&text) {
-        Some(raw) => extract::clean_answer(raw),
-        None => extract::clean_answer(&text),
+    match extract::after_last_answer_is(&text, lenient) {
+        Some(raw) => extract::clean_answer(raw, lenient),
+        None => extract::clean_answer(&text, lenient),
     }
 }
 
@@ -117,12 +118,17 @@ mod tests {
 
     #[test]
     fn prediction_and_gold_extraction() {
-        assert_eq!(extract_prediction("So **the answer is Paris**.").as_deref(), Some("Paris"));
-        assert_eq!(extract_prediction("The answer is 1. Then the answer is Lyon<|im_end|>").as_deref(), Some("Lyon"));
-        assert_eq!(extract_prediction("Paris"), None);
-        assert_eq!(extract_prediction("the answer is ."), None);
-        assert_eq!(extract_gold("Paris"), "Paris");
-        assert_eq!(extract_gold("Therefore, the answer is Paris."), "Paris");
+        assert_eq!(extract_prediction("So **the answer is Paris**.", false).as_deref(), Some("Paris"));
+        let two = "the answer is 1. Then the answer is Lyon<|im_end|>";
+        assert_eq!(extract_prediction(two, true).as_deref(), Some("Lyon"));
+        assert_eq!(extract_prediction(two, false).as_deref(), Some("Lyon<|im_end|>"));
+        assert_eq!(extract_prediction("Paris", true), None);
+        assert_eq!(extract_prediction("the answer is .", true), None);
+        // The official phrase is case-sensitive: a capitalised one is no answer unless lenient.
+        assert_eq!(extract_prediction("The answer is Paris.", false), None);
+        assert_eq!(extract_prediction("The answer is Paris.", true).as_deref(), Some("Paris"));
+        assert_eq!(extract_gold("Paris", false), "Paris");
+        assert_eq!(extract_gold("Therefore, the answer is Paris.", false), "Paris");
     }
 
     #[test]

@@ -1,9 +1,39 @@
-//! The QwenLong-L1 rule verifier (reward component `rule`): the answer is the text after the last
-//! `</think>`; each data source is routed to the doc-QA (sub-EM), DocMath (numeric match) or
-//! multiple-choice (letter) rule of the reference verifier. Every score carries a breakdown.
+//! The QwenLong-L1 rule verifier (reward component `rule`): each data source is routed to the
+//! doc-QA (sub-EM), DocMath (numeric match) or multiple-choice (letter) rule. Every score carries a
+//! breakdown, with `provenance = "rule"`.
+//!
+//! By default it decides exactly as the official code does. Two protocols:
+//! - `train` (default; `verl/utils/reward_score/{docqa,docmath,long}.py`, the RL reward): the answer
+//!   is the text after the last `</think>`; a response without one scores 0. Doc-QA: the text after
+//!   the last case-sensitive "the answer is", `*` and the two DeepSeek end tokens removed, SQuAD
+//!   normalisation, sub-EM. DocMath: the first match of the official regex (the number right after
+//!   "the answer is", [`docmath_official`]), the reference's checks (round-up to 3 decimals).
+//!   Multiple choice: `The correct answer is (X)` then `The correct answer is X`, case-sensitive.
+//! - `eval` (`eval/<bench>.py`, the default of `longrl eval`): the answer is the text after the last
+//!   `</think>` when there is one and it is not empty, else the whole response (no think
+//!   requirement); the doc-QA gold is the row's first answer as given; DocMath drops parentheses
+//!   before its regex, reads the gold as `Therefore, the answer is {gold}.` and rounds up to 2
+//!   decimals in its rounding check.
+//!
+//! Where longrl deliberately differs, it is a named option:
+//! - `lenient = true` accepts what the official code rejects: "the answer is" in any case (doc-QA
+//!   and DocMath); every Qwen/DeepSeek special token removed from a doc-QA answer; DocMath values
+//!   after words, spaces, colons or other currency forms, in scientific notation, after the last `=`,
+//!   booleans and lists ([`docmath`]); multiple-choice phrases in any case, with a colon or extra
+//!   spaces, and "the answer is (X)" / "the answer is X".
+//! - `empty_matches` (training default false): the official sub-EM lets a doc-QA answer that
+//!   normalises to nothing ("the answer is the.", "the answer is (A)" -> "a" -> "") match every gold
+//!   answer (Python's `"" in s`); a policy learns that exploit, so training refuses it unless
+//!   `empty_matches = true`. Evaluation keeps the official behaviour (true).
+//! - `require_think` overrides the protocol's think rule; `metric` = `em` or `f1` replaces sub-EM.
+//! - The lenient multiple-choice patterns need the letter to stand alone ("the correct answer is
+//!   Alice" names no option); the official second pattern reads it as A.
+//! - Golds the official code cannot read (a bare DocMath number in training, a bare option letter)
+//!   are read as the evaluation reads them instead of crashing or scoring 0.
 
 pub mod choice;
 pub mod docmath;
+pub mod docmath_official;
 pub mod docqa;
 pub mod extract;
 pub mod routes;
@@ -16,44 +46,76 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::choice::ChoiceParser;
+use crate::docmath::{Checks, Value};
 pub use crate::docqa::Metric;
-pub use crate::routes::{RouteConfig, Router, Rule, default_routes};
+pub use crate::routes::{Route, RouteConfig, Router, Rule, default_routes};
 
 const COMPONENT: &str = "reward/rule";
+
+/// Which official code the verifier follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The RL reward (`verl/utils/reward_score/*.py`).
+    Train,
+    /// The evaluation scripts (`eval/<bench>.py`).
+    Eval,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Train => "train",
+            Protocol::Eval => "eval",
+        }
+    }
+}
 
 /// The reward's config table (`[[reward.components]] name = "rule"`, `config = { ... }`). Each field's
 /// doc comment is its documentation in `longrl plugins inspect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleConfig {
-    /// Score 0 when the response has no `</think>` (turn off for non-thinking models: the whole
-    /// response is then the answer).
-    pub require_think: bool,
+    /// `train`: the official RL reward (answer after `</think>`, required); `eval`: the official
+    /// evaluation scripts (answer after `</think>` when present, else the whole response; DocMath
+    /// rounding to 2 decimals); `longrl eval` uses `eval` unless `eval.rule` says otherwise.
+    pub protocol: Protocol,
+    /// Accept what the official code rejects: "The answer is" in any case, every special token
+    /// stripped, DocMath numbers after words/spaces/colons/currency forms, scientific notation,
+    /// arithmetic, booleans and lists, multiple-choice phrases in any case or with a colon, and "the
+    /// answer is (X)" (see the crate docs).
+    pub lenient: bool,
+    /// Score 0 when the response has no `</think>`; null: the protocol's rule (train: required, eval: not).
+    pub require_think: Option<bool>,
     /// Doc-QA metric: `sub_em` (gold in prediction or prediction in gold; the recipe), `em` or `f1`.
     pub metric: Metric,
     /// Ordered list of `{prefix = "...", rule = "docqa|docmath|choice"}` or `{pattern = "regex", rule =
-    /// ...}`; the first route matching a data source decides its rule; unknown sources are an error at
-    /// start-up.
+    /// ...}`, each with an optional `lenient` overriding the reward's for its sources; the first route
+    /// matching a data source decides its rule; unknown sources are an error at start-up. Default: the
+    /// recipe's and the benchmarks' sources, and longrl's synthetic ones (`synth_choice` lenient: its
+    /// prompt asks for "Therefore, the answer is (X)").
     pub routes: Vec<RouteConfig>,
-    /// Option letters of multiple-choice questions (upper-case).
+    /// Option letters of multiple-choice questions (upper-case; the reference: ABCD).
     pub choice_letters: String,
     /// DocMath relative tolerance (the reference: 0.0015).
     pub tolerance: f64,
-    /// Let a doc-QA answer that normalises to nothing ("the answer is the.") match, as the reference's
-    /// substring test does (Python's `"" in s` is true); off by default because a policy learns to
-    /// exploit it.
-    pub empty_matches: bool,
+    /// Let a doc-QA answer that normalises to nothing ("the answer is the.") match every gold, as the
+    /// reference's substring test does; null: no in training (a policy learns to exploit it), yes in
+    /// evaluation.
+    pub empty_matches: Option<bool>,
 }
 
 impl Default for RuleConfig {
     fn default() -> Self {
         RuleConfig {
-            require_think: true,
+            protocol: Protocol::Train,
+            lenient: false,
+            require_think: None,
             metric: Metric::SubEm,
             routes: default_routes(),
             choice_letters: "ABCD".into(),
             tolerance: docmath::DEFAULT_TOLERANCE,
-            empty_matches: false,
+            empty_matches: None,
         }
     }
 }
@@ -61,7 +123,10 @@ impl Default for RuleConfig {
 pub struct RuleReward {
     config: RuleConfig,
     router: Router,
-    choice: ChoiceParser,
+    /// The official and the lenient multiple-choice patterns.
+    choice: [ChoiceParser; 2],
+    require_think: bool,
+    empty_matches: bool,
 }
 
 impl Component for RuleReward {
@@ -70,10 +135,12 @@ impl Component for RuleReward {
             kind: ComponentKind::Reward,
             name: "rule".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "The QwenLong-L1 rule verifier: the answer after the last </think>, routed by data \
-                          source to doc-QA sub-EM (SQuAD normalisation), the DocMath numeric match (0.15% \
-                          tolerance, scale and rounding matches) or the multiple-choice letter. Never \
-                          evaluates model text as code. The rule half of the hybrid reward."
+            description: "The QwenLong-L1 rule verifier, deciding as the official code does (protocol `train`: \
+                          the RL reward; `eval`: the evaluation scripts): the answer after the last </think>, \
+                          routed by data source to doc-QA sub-EM (SQuAD normalisation), the DocMath numeric \
+                          match (0.15% tolerance, scale and rounding matches) or the multiple-choice letter; \
+                          relaxed formats with `lenient = true`. Never evaluates model text as code. The rule \
+                          half of the hybrid reward."
                 .into(),
             config: config_keys::<RuleConfig>(),
         }
@@ -89,48 +156,74 @@ impl RuleReward {
     pub fn new(config: RuleConfig) -> longrl_core::Result<Self> {
         let router = Router::new(&config.routes)
             .map_err(|(key, message)| longrl_core::Error::config(format!("{COMPONENT}: {key}"), message))?;
-        let choice = ChoiceParser::new(&config.choice_letters)
-            .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))?;
+        let parser = |lenient| {
+            ChoiceParser::new(&config.choice_letters, lenient)
+                .map_err(|message| longrl_core::Error::config(format!("{COMPONENT}: choice_letters"), message))
+        };
+        let choice = [parser(false)?, parser(true)?];
         if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
             return Err(longrl_core::Error::config(format!("{COMPONENT}: tolerance"), "must be a number >= 0"));
         }
-        Ok(RuleReward { config, router, choice })
+        let training = config.protocol == Protocol::Train;
+        let require_think = config.require_think.unwrap_or(training);
+        let empty_matches = config.empty_matches.unwrap_or(!training);
+        Ok(RuleReward { config, router, choice, require_think, empty_matches })
+    }
+
+    fn checks(&self) -> Checks {
+        match self.config.protocol {
+            Protocol::Train => Checks::TRAIN,
+            Protocol::Eval => Checks::EVAL,
+        }
     }
 
     /// Score one response. Errors only for a data source no route matches.
     pub fn score_one(&self, input: &RewardInput) -> longrl_core::Result<RewardScore> {
-        let Some(rule) = self.router.rule(&input.data_source) else {
+        let Some(route) = self.router.route(&input.data_source) else {
             return Err(longrl_core::Error::msg(format!(
                 "{COMPONENT}: no route for data source `{}` (add one to `routes`)",
                 input.data_source
             )));
         };
-        let base = json!({ "data_source": input.data_source, "route": rule.as_str() });
-        let answer = match extract::after_think(&input.response) {
-            Some(answer) => answer,
-            None if self.config.require_think => {
-                return Ok(verdict(0.0, "no_think", base, json!({})));
-            }
-            None => input.response.as_str(),
+        let rule = route.rule;
+        let lenient = route.lenient.unwrap_or(self.config.lenient);
+        let base = json!({
+            "provenance": "rule",
+            "data_source": input.data_source,
+            "route": rule.as_str(),
+            "protocol": self.config.protocol.as_str(),
+            "lenient": lenient,
+        });
+        let think = extract::after_think(&input.response);
+        if think.is_none() && self.require_think {
+            return Ok(verdict(0.0, "no_think", base, json!({})));
+        }
+        let answer = match (self.config.protocol, think) {
+            (Protocol::Train, Some(after)) => after.trim(),
+            (Protocol::Train, None) => input.response.trim(),
+            (Protocol::Eval, _) => extract::eval_answer_text(&input.response),
         };
-        let answer = answer.trim();
         Ok(match rule {
-            Rule::Docqa => self.docqa(answer, &input.ground_truth, base),
-            Rule::Docmath => self.docmath(answer, &input.ground_truth, base),
-            Rule::Choice => self.choice(answer, &input.ground_truth, base),
+            Rule::Docqa => self.docqa(answer, &input.ground_truth, lenient, base),
+            Rule::Docmath => self.docmath(answer, &input.ground_truth, lenient, base),
+            Rule::Choice => self.choice(answer, &input.ground_truth, lenient, base),
         })
     }
 
-    fn docqa(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
-        let gold_raw = docqa::extract_gold(ground_truth);
+    fn docqa(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
+        // Evaluation compares with the row's answer as given; training reads a gold sentence too.
+        let gold_raw = match self.config.protocol {
+            Protocol::Train => docqa::extract_gold(ground_truth, lenient),
+            Protocol::Eval => ground_truth.to_string(),
+        };
         let gold = docqa::normalize_answer(&gold_raw);
-        let Some(extracted) = docqa::extract_prediction(answer) else {
+        let Some(extracted) = docqa::extract_prediction(answer, lenient) else {
             return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
         };
         let prediction = docqa::normalize_answer(&extracted);
         let metric = self.config.metric;
-        let score = docqa::score(metric, &prediction, &gold, self.config.empty_matches);
-        let decided_by = if !self.config.empty_matches && (prediction.is_empty() || gold.is_empty()) {
+        let score = docqa::score(metric, &prediction, &gold, self.empty_matches);
+        let decided_by = if !self.empty_matches && (prediction.is_empty() || gold.is_empty()) {
             "docqa.empty".to_string()
         } else {
             format!("docqa.{}", metric.as_str())
@@ -139,8 +232,16 @@ impl RuleReward {
         verdict(score as f32, &decided_by, base, fields)
     }
 
-    fn docmath(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
-        let gold = docmath::parse_gold(ground_truth);
+    fn docmath(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
+        let protocol = self.config.protocol;
+        let gold = if lenient {
+            docmath::parse_gold(ground_truth)
+        } else {
+            // A gold the official regex cannot read (a list, a boolean) falls back to the lenient parser.
+            docmath_official::capture_gold(ground_truth, protocol)
+                .map(|captured| Value::Number(docmath_official::value(&captured)))
+                .or_else(|| docmath::parse_gold(ground_truth))
+        };
         let Some(gold) = gold else {
             tracing::warn!(ground_truth, "DocMath ground truth states no number, list or boolean; scoring 0");
             return verdict(
@@ -150,16 +251,23 @@ impl RuleReward {
                 json!({ "answer": answer, "ground_truth": ground_truth }),
             );
         };
-        let Some((extracted, prediction)) = docmath::extract_prediction(answer) else {
+        let prediction = if lenient {
+            docmath::extract_prediction(answer)
+        } else {
+            docmath_official::capture(answer, protocol)
+                .map(|captured| (captured.clone(), Value::Number(docmath_official::value(&captured))))
+        };
+        let Some((extracted, prediction)) = prediction else {
             return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold }));
         };
-        let (matched, check) = docmath::compare(&prediction, &gold, self.config.tolerance);
+        let (matched, check) = docmath::compare(&prediction, &gold, self.config.tolerance, self.checks());
         let fields = json!({ "answer": answer, "extracted": extracted, "prediction": prediction, "gold": gold });
         verdict(if matched { 1.0 } else { 0.0 }, &format!("docmath.{check}"), base, fields)
     }
 
-    fn choice(&self, answer: &str, ground_truth: &str, base: serde_json::Value) -> RewardScore {
-        let Some(gold) = self.choice.gold(ground_truth) else {
+    fn choice(&self, answer: &str, ground_truth: &str, lenient: bool, base: serde_json::Value) -> RewardScore {
+        let parser = &self.choice[usize::from(lenient)];
+        let Some(gold) = parser.gold(ground_truth) else {
             tracing::warn!(ground_truth, "multiple-choice ground truth names no option letter; scoring 0");
             return verdict(
                 0.0,
@@ -168,7 +276,7 @@ impl RuleReward {
                 json!({ "answer": answer, "ground_truth": ground_truth }),
             );
         };
-        let Some(letter) = self.choice.extract(answer) else {
+        let Some(letter) = parser.extract(answer) else {
             return verdict(0.0, "no_answer", base, json!({ "answer": answer, "gold": gold.to_string() }));
         };
         let fields = json!({ "answer": answer, "prediction": letter.to_string(), "gold": gold.to_string() });
@@ -225,47 +333,357 @@ mod tests {
         }
     }
 
-    /// (what, config, data_source, response, ground truth, score, decided_by).
-    type Case = (&'static str, serde_json::Value, &'static str, &'static str, &'static str, f32, &'static str);
+    /// One rule on both sides: (what, protocol, data_source, response, ground truth, official score,
+    /// official decided_by, lenient score). Each response comes from reading the official code.
+    type Case = (&'static str, &'static str, &'static str, &'static str, &'static str, f32, &'static str, f32);
 
-    fn cases() -> Vec<Case> {
-        let plain = "Therefore, the answer is Paris.";
-        let empty = "<think>x</think>Therefore, the answer is the.";
-        let france = "<think>x</think>the answer is Paris, France";
+    fn official_cases() -> Vec<Case> {
         vec![
+            // Doc-QA (`docqa.py`, `eval/<bench>.py`): case-sensitive "the answer is".
             (
-                "docqa route",
-                json!({}),
+                "docqa exact",
+                "train",
                 "musique_v1",
                 "<think>x</think>Therefore, the answer is the Eiffel Tower.",
                 "Eiffel Tower",
                 1.0,
                 "docqa.sub_em",
-            ),
-            (
-                "docmath route, percent vs fraction",
-                json!({}),
-                "docmath_v1",
-                "<think>x</think>Therefore, the answer is 12.5%.",
-                "0.125",
                 1.0,
-                "docmath.scale_x100",
             ),
-            ("think required", json!({}), "musique", plain, "Paris", 0.0, "no_think"),
             (
-                "answer phrase required",
-                json!({}),
+                "docqa capitalised",
+                "train",
+                "musique_v1",
+                "<think>x</think>The answer is Paris.",
+                "Paris",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "docqa capitalised, eval",
+                "eval",
+                "hotpotqa",
+                "<think>x</think>The answer is Paris.",
+                "Paris",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "docqa no think, train",
+                "train",
+                "musique",
+                "Therefore, the answer is Paris.",
+                "Paris",
+                0.0,
+                "no_think",
+                0.0,
+            ),
+            (
+                "docqa no think, eval reads the whole response",
+                "eval",
+                "hotpotqa",
+                "Therefore, the answer is Paris.",
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+                1.0,
+            ),
+            // `eval`: nothing after `</think>` -> the whole response ("Paris</think>" contains "paris").
+            (
+                "docqa empty after think, train",
+                "train",
+                "musique",
+                "<think>so the answer is Paris</think>",
+                "Paris",
+                0.0,
+                "no_answer",
+                0.0,
+            ),
+            (
+                "docqa empty after think, eval",
+                "eval",
+                "hotpotqa",
+                "<think>so the answer is Paris</think>",
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+                1.0,
+            ),
+            (
+                "docqa phrase inside think only",
+                "train",
                 "musique",
                 "<think>the answer is Paris</think>I am not sure.",
                 "Paris",
                 0.0,
                 "no_answer",
+                0.0,
             ),
+            // The official clean-up removes two DeepSeek tokens only: `<|im_end|>` stays (matters for EM, below).
+            (
+                "docqa DeepSeek end token",
+                "train",
+                "musique",
+                "<think>x</think>the answer is Paris<｜end▁of▁sentence｜>",
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+                1.0,
+            ),
+            // DocMath (`docmath.py`): IGNORECASE, the number right after "the answer is ".
+            (
+                "docmath capitalised is fine",
+                "train",
+                "docmath_v1",
+                "<think>x</think>The answer is 3.",
+                "3",
+                1.0,
+                "docmath.numeric",
+                1.0,
+            ),
+            (
+                "docmath percent vs fraction",
+                "train",
+                "docmath_v1",
+                "<think>x</think>Therefore, the answer is 12.5%.",
+                "0.125",
+                1.0,
+                "docmath.scale_x100",
+                1.0,
+            ),
+            (
+                "docmath approximately",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is approximately 3.14",
+                "3.14",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "docmath currency then space",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is € 7.25",
+                "7.25",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "docmath currency attached",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is €7.25",
+                "7.25",
+                1.0,
+                "docmath.numeric",
+                1.0,
+            ),
+            (
+                "docmath minus before currency",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is -$5",
+                "-5",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            ("docmath colon", "train", "docmath_v1", "<think>x</think>the answer is: 5", "5", 0.0, "no_answer", 1.0),
+            (
+                "docmath arithmetic line",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is 35 - 20 = 15",
+                "15",
+                0.0,
+                "docmath.numeric",
+                1.0,
+            ),
+            (
+                "docmath leading zeros",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is 007",
+                "7",
+                0.0,
+                "docmath.numeric",
+                1.0,
+            ),
+            (
+                "docmath parentheses, train",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is (12.5)",
+                "12.5",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "docmath parentheses, eval",
+                "eval",
+                "docmath",
+                "<think>x</think>the answer is (12.5)",
+                "12.5",
+                1.0,
+                "docmath.numeric",
+                1.0,
+            ),
+            (
+                "docmath round up to 3, train",
+                "train",
+                "docmath_v1",
+                "<think>x</think>the answer is 0.121",
+                "0.129",
+                0.0,
+                "docmath.numeric",
+                0.0,
+            ),
+            (
+                "docmath round up to 2, eval",
+                "eval",
+                "docmath",
+                "<think>x</think>the answer is 0.121",
+                "0.129",
+                1.0,
+                "docmath.round_up",
+                1.0,
+            ),
+            // Multiple choice (`long.py`): the two exact patterns.
+            (
+                "choice exact",
+                "train",
+                "long_toc_choices_0_20000",
+                "<think>x</think>The correct answer is (B).",
+                "The correct answer is (B)",
+                1.0,
+                "choice.letter",
+                1.0,
+            ),
+            (
+                "choice lowercase phrase",
+                "train",
+                "long_toc_choices_0_20000",
+                "<think>x</think>the correct answer is (D)",
+                "D",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "choice doc-QA phrase",
+                "train",
+                "long_toc_choices_0_20000",
+                "<think>x</think>Therefore, the answer is (D)",
+                "D",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "choice colon",
+                "train",
+                "long_toc_choices_0_20000",
+                "<think>x</think>The correct answer is: A",
+                "A",
+                0.0,
+                "no_answer",
+                1.0,
+            ),
+            (
+                "choice letter not alone",
+                "train",
+                "long_toc_choices_0_20000",
+                "<think>x</think>The correct answer is Alice",
+                "A",
+                1.0,
+                "choice.letter",
+                0.0,
+            ),
+            (
+                "choice no think",
+                "train",
+                "long_toc_choices_0_20000",
+                "The correct answer is (A)",
+                "A",
+                0.0,
+                "no_think",
+                0.0,
+            ),
+        ]
+    }
+
+    #[test]
+    fn official_by_default_and_the_opposite_when_lenient() {
+        for (what, protocol, source, response, gold, official, decided_by, lenient) in official_cases() {
+            let strict = reward(json!({ "protocol": protocol })).score_one(&input(source, response, gold)).unwrap();
+            assert_eq!((strict.score, strict.decided_by.as_str()), (official, decided_by), "{what}: {strict:?}");
+            assert_eq!(strict.details["provenance"], "rule", "{what}");
+            let relaxed = reward(json!({ "protocol": protocol, "lenient": true }))
+                .score_one(&input(source, response, gold))
+                .unwrap();
+            assert_eq!(relaxed.score, lenient, "{what} (lenient): {relaxed:?}");
+        }
+    }
+
+    /// (what, config, data_source, response, ground truth, score, decided_by).
+    type OptionCase = (&'static str, serde_json::Value, &'static str, &'static str, &'static str, f32, &'static str);
+
+    fn option_cases() -> Vec<OptionCase> {
+        let plain = "Therefore, the answer is Paris.";
+        let empty = "<think>x</think>Therefore, the answer is the.";
+        let article = "<think>x</think>Therefore, the answer is (A).";
+        let france = "<think>x</think>the answer is Paris, France";
+        let qwen_end = "<think>x</think>the answer is Paris<|im_end|>";
+        vec![
             ("think not required", json!({"require_think": false}), "musique", plain, "Paris", 1.0, "docqa.sub_em"),
-            ("empty answer", json!({}), "musique", empty, "Paris", 0.0, "docqa.empty"),
+            (
+                "think required in eval",
+                json!({"protocol": "eval", "require_think": true}),
+                "musique",
+                plain,
+                "Paris",
+                0.0,
+                "no_think",
+            ),
+            ("empty answer, train", json!({}), "musique", empty, "Paris", 0.0, "docqa.empty"),
+            ("article answer, train", json!({}), "musique", article, "Paris", 0.0, "docqa.empty"),
             ("empty answer allowed", json!({"empty_matches": true}), "musique", empty, "Paris", 1.0, "docqa.sub_em"),
+            (
+                "empty answer, eval (official)",
+                json!({"protocol": "eval"}),
+                "musique",
+                empty,
+                "Paris",
+                1.0,
+                "docqa.sub_em",
+            ),
+            (
+                "empty answer refused in eval",
+                json!({"protocol": "eval", "empty_matches": false}),
+                "musique",
+                empty,
+                "Paris",
+                0.0,
+                "docqa.empty",
+            ),
             ("metric em", json!({"metric": "em"}), "hotpotqa", france, "Paris", 0.0, "docqa.em"),
             ("metric f1", json!({"metric": "f1"}), "hotpotqa", france, "Paris", 2.0 / 3.0, "docqa.f1"),
+            ("em keeps a Qwen token", json!({"metric": "em"}), "hotpotqa", qwen_end, "Paris", 0.0, "docqa.em"),
+            (
+                "em, lenient strips it",
+                json!({"metric": "em", "lenient": true}),
+                "hotpotqa",
+                qwen_end,
+                "Paris",
+                1.0,
+                "docqa.em",
+            ),
             (
                 "bad docmath ground truth",
                 json!({}),
@@ -274,6 +692,24 @@ mod tests {
                 "unknown",
                 0.0,
                 "docmath.bad_ground_truth",
+            ),
+            (
+                "boolean docmath gold, lenient",
+                json!({"lenient": true}),
+                "docmath",
+                "</think>the answer is yes",
+                "True",
+                1.0,
+                "docmath.boolean",
+            ),
+            (
+                "boolean docmath gold, official",
+                json!({}),
+                "docmath",
+                "</think>the answer is yes",
+                "True",
+                0.0,
+                "no_answer",
             ),
             (
                 "bad choice ground truth",
@@ -288,8 +724,8 @@ mod tests {
     }
 
     #[test]
-    fn each_rule_decides_its_cases() {
-        for (what, config, source, response, gold, score, rule) in cases() {
+    fn options_decide_their_cases() {
+        for (what, config, source, response, gold, score, rule) in option_cases() {
             let s = reward(config).score_one(&input(source, response, gold)).unwrap();
             assert!((s.score - score).abs() < 1e-6, "{what}: {s:?}");
             assert_eq!(s.decided_by, rule, "{what}");
@@ -330,7 +766,9 @@ mod tests {
         assert!(make(json!({"metric": "bleu"})).contains("bleu"));
         assert!(make(json!({"routes": [{"pattern": "(", "rule": "docqa"}]})).contains("routes[0]"));
         assert!(make(json!({"routes": [{"prefix": "a", "rule": "math"}]})).contains("math"));
+        assert!(make(json!({"routes": [{"prefix": "a", "rule": "choice", "lenient": 1}]})).contains("routes[0]"));
         assert!(make(json!({"choice_letters": "ab"})).contains("choice_letters"));
         assert!(make(json!({"tolerance": -1.0})).contains("tolerance"));
+        assert!(make(json!({"protocol": "test"})).contains("test"));
     }
 }

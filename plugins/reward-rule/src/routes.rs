@@ -23,7 +23,8 @@ impl Rule {
     }
 }
 
-/// One route: a data source matching `prefix` (case-insensitive) or the regex `pattern` goes to `rule`.
+/// One route: a data source matching `prefix` (case-insensitive) or the regex `pattern` goes to
+/// `rule`; `lenient` overrides the reward's `lenient` for these sources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -32,12 +33,22 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     pub rule: Rule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lenient: Option<bool>,
 }
 
 impl RouteConfig {
     fn prefix(prefix: &str, rule: Rule) -> Self {
-        RouteConfig { prefix: Some(prefix.to_string()), pattern: None, rule }
+        RouteConfig { prefix: Some(prefix.to_string()), pattern: None, rule, lenient: None }
     }
+}
+
+/// What a route decides for a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub rule: Rule,
+    /// The route's own `lenient`, when it sets one.
+    pub lenient: Option<bool>,
 }
 
 /// The recipe's sources (DocQA-RL-1.6K, the evaluation benchmarks) and the embedded default's
@@ -60,7 +71,9 @@ pub fn default_routes() -> Vec<RouteConfig> {
     routes.push(RouteConfig::prefix("docmath", Rule::Docmath));
     routes.push(RouteConfig::prefix("synth_numeric", Rule::Docmath));
     routes.push(RouteConfig::prefix("long_toc_choices", Rule::Choice));
-    routes.push(RouteConfig::prefix("synth_choice", Rule::Choice));
+    // longrl's synthetic choice questions ask for the doc-QA format ("Therefore, the answer is
+    // (B)"), which only the lenient letter patterns read; no official code covers them.
+    routes.push(RouteConfig { lenient: Some(true), ..RouteConfig::prefix("synth_choice", Rule::Choice) });
     routes
 }
 
@@ -70,7 +83,7 @@ enum Matcher {
 }
 
 pub struct Router {
-    routes: Vec<(Matcher, Rule)>,
+    routes: Vec<(Matcher, Route)>,
 }
 
 impl Router {
@@ -89,13 +102,13 @@ impl Router {
                 }
                 _ => return Err((key, "needs a non-empty `prefix` or a `pattern`".into())),
             };
-            routes.push((matcher, route.rule));
+            routes.push((matcher, Route { rule: route.rule, lenient: route.lenient }));
         }
         Ok(Router { routes })
     }
 
-    /// The rule of the first route that matches.
-    pub fn rule(&self, data_source: &str) -> Option<Rule> {
+    /// The first route that matches.
+    pub fn route(&self, data_source: &str) -> Option<Route> {
         let lower = data_source.to_lowercase();
         self.routes
             .iter()
@@ -103,7 +116,12 @@ impl Router {
                 Matcher::Prefix(prefix) => lower.starts_with(prefix.as_str()),
                 Matcher::Pattern(re) => re.is_match(data_source),
             })
-            .map(|(_, rule)| *rule)
+            .map(|(_, route)| *route)
+    }
+
+    /// The rule of the first route that matches.
+    pub fn rule(&self, data_source: &str) -> Option<Rule> {
+        self.route(data_source).map(|route| route.rule)
     }
 }
 
@@ -120,22 +138,25 @@ mod tests {
         assert_eq!(router.rule("long_toc_choices_0_20000"), Some(Rule::Choice));
         assert_eq!(router.rule("synth_numeric"), Some(Rule::Docmath));
         assert_eq!(router.rule("gsm8k"), None);
+        assert_eq!(router.route("synth_choice").unwrap().lenient, Some(true));
+        assert_eq!(router.route("long_toc_choices_0_20000").unwrap().lenient, None);
     }
 
     #[test]
     fn patterns_and_bad_routes() {
         let routes = vec![
-            RouteConfig { prefix: None, pattern: Some("^my_(qa|rag)$".into()), rule: Rule::Docqa },
+            RouteConfig { prefix: None, pattern: Some("^my_(qa|rag)$".into()), rule: Rule::Docqa, lenient: None },
             RouteConfig::prefix("my", Rule::Choice),
         ];
         let router = Router::new(&routes).unwrap();
         assert_eq!(router.rule("my_rag"), Some(Rule::Docqa));
         assert_eq!(router.rule("my_rag2"), Some(Rule::Choice));
-        let bad = RouteConfig { prefix: None, pattern: Some("(".into()), rule: Rule::Docqa };
+        let bad = RouteConfig { prefix: None, pattern: Some("(".into()), rule: Rule::Docqa, lenient: None };
         assert_eq!(Router::new(&[bad]).err().unwrap().0, "routes[0]");
-        let both = RouteConfig { prefix: Some("a".into()), pattern: Some("b".into()), rule: Rule::Docqa };
+        let both =
+            RouteConfig { prefix: Some("a".into()), pattern: Some("b".into()), rule: Rule::Docqa, lenient: None };
         assert!(Router::new(&[both]).err().unwrap().1.contains("not both"));
-        let neither = RouteConfig { prefix: None, pattern: None, rule: Rule::Docqa };
+        let neither = RouteConfig { prefix: None, pattern: None, rule: Rule::Docqa, lenient: None };
         assert!(Router::new(&[neither]).is_err());
     }
 }

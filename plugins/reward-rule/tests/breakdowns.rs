@@ -1,5 +1,6 @@
-//! Breakdowns of the rule verifier over realistic model outputs, one table per route. Each row
-//! states its expected score (checked here); the snapshots pin the whole breakdown.
+//! Breakdowns of the rule verifier over realistic model outputs, one table per route and mode
+//! (official by default, then `lenient`). Each row states its expected score (checked here); the
+//! snapshots pin the whole breakdown.
 
 use longrl_core::abi::Component;
 use longrl_core::api::{ComponentContext, RewardInput};
@@ -14,8 +15,9 @@ struct Case {
     expected: f32,
 }
 
-fn run(cases: &[Case]) -> serde_json::Value {
-    let reward = RuleReward::create(&json!({}), &ComponentContext::default()).unwrap();
+/// Score `cases` with the rule reward configured by `config` (`{}`: the official RL reward).
+fn run(config: serde_json::Value, cases: &[Case]) -> serde_json::Value {
+    let reward = RuleReward::create(&config, &ComponentContext::default()).unwrap();
     let mut out = serde_json::Map::new();
     for case in cases {
         let input = RewardInput {
@@ -87,14 +89,21 @@ fn docqa_breakdowns() {
             expected: 0.0,
         },
         Case {
-            name: "synthetic_lookup_case_and_punctuation",
+            name: "synthetic_lookup_punctuation",
             data_source: "synth_lookup",
-            response: "<think>Paragraph 12: \"Varnel's capital is Ostrawick.\"</think>Therefore, THE ANSWER IS ostrawick!",
+            response: "<think>Paragraph 12: \"Varnel's capital is Ostrawick.\"</think>Therefore, the answer is ostrawick!",
             ground_truth: "Ostrawick",
             expected: 1.0,
         },
+        Case {
+            name: "capitalised_phrase_is_no_answer",
+            data_source: "synth_lookup",
+            response: "<think>Paragraph 12.</think>Therefore, THE ANSWER IS Ostrawick.",
+            ground_truth: "Ostrawick",
+            expected: 0.0,
+        },
     ];
-    insta::assert_json_snapshot!("docqa", run(&cases));
+    insta::assert_json_snapshot!("docqa", run(json!({}), &cases));
 }
 
 #[test]
@@ -114,6 +123,55 @@ fn docmath_breakdowns() {
             ground_truth: "1234.56",
             expected: 1.0,
         },
+        Case {
+            name: "approximately_is_no_answer",
+            data_source: "docmath_v1",
+            response: "<think>3.14159 * 2</think>Therefore, the answer is approximately 6.28.",
+            ground_truth: "Therefore, the answer is 6.2832.",
+            expected: 0.0,
+        },
+        Case {
+            name: "arithmetic_reads_the_first_number",
+            data_source: "docmath_v1",
+            response: "<think>35 minus 20</think>Therefore, the answer is 35 - 20 = 15.",
+            ground_truth: "15",
+            expected: 0.0,
+        },
+        Case {
+            name: "scientific_mantissa_matches_by_power_of_ten",
+            data_source: "docmath_v1",
+            response: "<think>Tiny ratio.</think>Therefore, the answer is 2.5 × 10^-4.",
+            ground_truth: "0.00025",
+            expected: 1.0,
+        },
+        Case {
+            name: "outside_tolerance",
+            data_source: "docmath_v1",
+            response: "<think>I estimate.</think>Therefore, the answer is 101.",
+            ground_truth: "100",
+            expected: 0.0,
+        },
+        Case {
+            name: "code_is_never_run",
+            data_source: "docmath_v1",
+            response: "<think>.</think>Therefore, the answer is __import__('os').system('echo 1').",
+            ground_truth: "0",
+            expected: 0.0,
+        },
+        Case {
+            name: "synthetic_numeric_difference",
+            data_source: "synth_numeric",
+            response: "<think>Orvane holds 412 units; Pellith holds 389.</think>Therefore, the answer is 23.",
+            ground_truth: "23",
+            expected: 1.0,
+        },
+    ];
+    insta::assert_json_snapshot!("docmath", run(json!({}), &cases));
+}
+
+#[test]
+fn docmath_lenient_breakdowns() {
+    let cases = [
         Case {
             name: "approximately_within_tolerance",
             data_source: "docmath_v1",
@@ -136,13 +194,6 @@ fn docmath_breakdowns() {
             expected: 1.0,
         },
         Case {
-            name: "outside_tolerance",
-            data_source: "docmath_v1",
-            response: "<think>I estimate.</think>Therefore, the answer is 101.",
-            ground_truth: "100",
-            expected: 0.0,
-        },
-        Case {
             name: "boolean",
             data_source: "docmath_v1",
             response: "<think>Net income rose.</think>Therefore, the answer is Yes.",
@@ -156,15 +207,8 @@ fn docmath_breakdowns() {
             ground_truth: "0",
             expected: 0.0,
         },
-        Case {
-            name: "synthetic_numeric_difference",
-            data_source: "synth_numeric",
-            response: "<think>Orvane holds 412 units; Pellith holds 389.</think>Therefore, the answer is 23.",
-            ground_truth: "23",
-            expected: 1.0,
-        },
     ];
-    insta::assert_json_snapshot!("docmath", run(&cases));
+    insta::assert_json_snapshot!("docmath_lenient", run(json!({"lenient": true}), &cases));
 }
 
 #[test]
@@ -192,6 +236,34 @@ fn choice_breakdowns() {
             expected: 0.0,
         },
         Case {
+            name: "doc_qa_style_phrase_is_no_answer",
+            data_source: "long_toc_choices_0_20000",
+            response: "<think>Only option C is stated.</think>Therefore, the answer is (C).",
+            ground_truth: "C",
+            expected: 0.0,
+        },
+        Case {
+            name: "letter_followed_by_text_reads_as_that_letter",
+            data_source: "long_toc_choices_0_20000",
+            response: "<think>...</think>The correct answer is Alice.",
+            ground_truth: "A",
+            expected: 1.0,
+        },
+        Case {
+            name: "synthetic_route_reads_the_doc_qa_phrase",
+            data_source: "synth_choice",
+            response: "<think>Only option C is stated.</think>Therefore, the answer is (C).",
+            ground_truth: "C",
+            expected: 1.0,
+        },
+    ];
+    insta::assert_json_snapshot!("choice", run(json!({}), &cases));
+}
+
+#[test]
+fn choice_lenient_breakdowns() {
+    let cases = [
+        Case {
             name: "doc_qa_style_phrase",
             data_source: "synth_choice",
             response: "<think>Only option C is stated.</think>Therefore, the answer is (C).",
@@ -206,5 +278,5 @@ fn choice_breakdowns() {
             expected: 0.0,
         },
     ];
-    insta::assert_json_snapshot!("choice", run(&cases));
+    insta::assert_json_snapshot!("choice_lenient", run(json!({"lenient": true}), &cases));
 }

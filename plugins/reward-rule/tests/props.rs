@@ -2,7 +2,7 @@
 
 use longrl_core::abi::Component;
 use longrl_core::api::{ComponentContext, Reward, RewardInput};
-use longrl_reward_rule::{RuleReward, docmath, docqa, extract};
+use longrl_reward_rule::{Protocol, RuleReward, docmath, docmath_official, docqa, extract};
 use proptest::prelude::*;
 use regex::Regex;
 
@@ -72,7 +72,7 @@ proptest! {
     fn numbers_within_tolerance_match(gold in 1.0f64..1.0e6, negative: bool, rel in -0.0014f64..0.0014) {
         let gold = if negative { -gold } else { gold };
         let pred = gold * (1.0 + rel);
-        prop_assert_eq!(docmath::compare_numbers(pred, gold, docmath::DEFAULT_TOLERANCE), Some("numeric"));
+        prop_assert_eq!(docmath::compare_numbers(pred, gold, docmath::DEFAULT_TOLERANCE, docmath::Checks::TRAIN), Some("numeric"));
         let response = format!("<think></think>the answer is {pred}");
         let score = reward(serde_json::json!({})).score_one(&input("docmath", response, gold.to_string())).unwrap();
         prop_assert_eq!(score.score, 1.0);
@@ -83,7 +83,7 @@ proptest! {
         // Away from the reference's scale (x100...), power-of-ten and 3-decimal rounding matches.
         let gold = if negative { -gold } else { gold };
         let pred = gold * if above { 1.0 + rel } else { 1.0 - rel };
-        prop_assert_eq!(docmath::compare_numbers(pred, gold, docmath::DEFAULT_TOLERANCE), None);
+        prop_assert_eq!(docmath::compare_numbers(pred, gold, docmath::DEFAULT_TOLERANCE, docmath::Checks::TRAIN), None);
         let response = format!("<think></think>the answer is {pred}");
         let score = reward(serde_json::json!({})).score_one(&input("docmath", response, gold.to_string())).unwrap();
         prop_assert_eq!(score.score, 0.0);
@@ -96,9 +96,14 @@ proptest! {
         gold in any::<String>(),
         source in prop::sample::select(vec!["musique", "docmath", "long_toc_choices", "synth_numeric"]),
         require_think: bool,
+        lenient: bool,
+        protocol in prop::sample::select(vec!["train", "eval"]),
         metric in prop::sample::select(vec!["sub_em", "em", "f1"]),
     ) {
-        let r = reward(serde_json::json!({"require_think": require_think, "metric": metric}));
+        let config = serde_json::json!({
+            "require_think": require_think, "metric": metric, "lenient": lenient, "protocol": protocol,
+        });
+        let r = reward(config);
         for response in [response.clone(), format!("</think>the answer is {response}"), format!("</think>The correct answer is {response}")] {
             let score = r.score(&[input(source, response, gold.clone())]).unwrap().remove(0);
             prop_assert!((0.0..=1.0).contains(&score.score));
@@ -113,5 +118,10 @@ proptest! {
             prop_assert!(n.is_finite());
         }
         let _ = docmath::parse_gold(&text);
+        for protocol in [Protocol::Train, Protocol::Eval] {
+            if let Some(captured) = docmath_official::capture(&format!("the answer is {text}"), protocol) {
+                let _ = docmath_official::value(&captured);
+            }
+        }
     }
 }

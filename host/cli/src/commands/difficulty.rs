@@ -7,13 +7,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use longrl_core::api::{ComponentContext, GenerationParams, RewardInput};
+use longrl_core::api::{ComponentContext, GenerationParams};
+
+use longrl_data::prompt;
+use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, roll_out};
+use longrl_train::seeds;
 
 use crate::cli::GlobalArgs;
-use longrl_data::prompt::prompt_text;
-use longrl_data::truncate::truncate_middle;
-use longrl_rollout::RewardSet;
-use longrl_train::seeds;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,7 +32,7 @@ pub struct Args {
     /// Response token limit (default: `train.max_response_tokens`, else 1024).
     #[arg(long)]
     pub max_new_tokens: Option<u32>,
-    /// Prompts longer than this are truncated in the middle (0: no limit).
+    /// User messages longer than this many tokens keep their first and last halves (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_input_tokens: usize,
     /// Prompts per `generate` call.
@@ -77,45 +77,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     );
     let bar = indicatif::ProgressBar::new(examples.len() as u64);
     let (mut total, mut unsolved) = (0usize, 0usize);
+    let budget = (args.max_input_tokens > 0).then_some(args.max_input_tokens);
+    let params = GenerationParams {
+        max_new_tokens,
+        temperature: config.train.temperature,
+        top_p: config.train.top_p,
+        top_k: config.train.top_k,
+        seed: 0,
+        stop: config.train.stop.clone(),
+        rollouts,
+        prefill_chunk: 0,
+    };
     for (c, chunk) in examples.chunks(args.batch_prompts.max(1)).enumerate() {
-        let mut texts = Vec::new();
-        let mut prompts = Vec::new();
-        for ex in chunk {
-            let text = prompt_text(policy.as_ref(), &ex.prompt).with_context(|| format!("example `{}`", ex.id))?;
-            let ids = policy.tokenize(&text, false)?;
-            prompts.push(if args.max_input_tokens > 0 { truncate_middle(&ids, args.max_input_tokens) } else { ids });
-            texts.push(text);
-        }
-        let params = GenerationParams {
-            max_new_tokens,
-            temperature: config.train.temperature,
-            top_p: config.train.top_p,
-            top_k: config.train.top_k,
-            seed: seeds::derive(config.seed, "difficulty", c as u64, 0),
-            stop: config.train.stop.clone(),
-            n: rollouts,
-            prefill_chunk: 0,
-        };
-        let generated = policy.generate(&prompts, &params)?;
-        let inputs: Vec<RewardInput> = generated
-            .generations
+        let built = chunk
             .iter()
-            .enumerate()
-            .map(|(k, g)| {
-                let ex = &chunk[k / rollouts as usize];
-                RewardInput {
-                    response: g.text.clone(),
-                    ground_truth: ex.ground_truth.clone(),
-                    data_source: ex.data_source.clone(),
-                    prompt: texts[k / rollouts as usize].clone(),
-                    question: ex.question.clone(),
-                }
+            .map(|ex| {
+                prompt::build(policy.as_ref(), &ex.prompt, budget).with_context(|| format!("example `{}`", ex.id))
             })
-            .collect();
-        let scores = rewards.score(&inputs)?;
-        for (i, ex) in chunk.iter().enumerate() {
-            let group = &scores[i * rollouts as usize..(i + 1) * rollouts as usize];
-            let mean = group.iter().map(|s| s.score as f64).sum::<f64>() / rollouts as f64;
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let prompts: Vec<RolloutPrompt<'_>> =
+            chunk.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
+        let seed = seeds::derive(config.seed, "difficulty", c as u64, 0);
+        let spec =
+            RolloutSpec { params: params.clone(), batch_prompts: 0, seed_of_call: &|_| seed, strip_responses: false };
+        let mut generator = LocalPolicy::new(policy.as_mut(), &config.policy.name);
+        let rolled = roll_out(&mut generator, &rewards, &prompts, &spec, &mut |_| {})?;
+        for (ex, group) in chunk.iter().zip(&rolled.groups) {
+            let mean = group.rollouts.iter().map(|r| r.score.score as f64).sum::<f64>() / rollouts as f64;
             let difficulty = 1.0 / (mean.max(0.0) + args.smoothing);
             unsolved += (mean <= 0.0) as usize;
             total += 1;

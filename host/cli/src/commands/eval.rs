@@ -101,7 +101,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         if !model.is_dir() {
             anyhow::bail!("--model {}: not a model directory", model.display());
         }
-        let spec = EvalSpec::from_config(&eval_config, label_of(model))?;
+        let spec = EvalSpec::from_config(&eval_config, label_of(model), &config.policy.name)?;
         let mut policy_config = match &config.policy.config {
             serde_json::Value::Object(map) => map.clone(),
             _ => serde_json::Map::new(),

@@ -118,7 +118,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         top_k: args.top_k,
         seed: args.seed,
         stop: args.stop.clone(),
-        n: args.n,
+        rollouts: args.n,
         prefill_chunk: args.prefill_chunk,
     };
     let prompts = vec![prompt_ids.clone(); args.batch.max(1)];

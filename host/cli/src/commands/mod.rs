@@ -39,6 +39,9 @@ pub enum Command {
     Difficulty(difficulty::Args),
     /// Draw PNG curves of a run's metrics.
     Plot(plot::Args),
+    /// Run the config over seeds and named variants: one run each (finished ones skipped), tables of
+    /// the mean over seeds with its interval, paired differences between variants, curves per variant.
+    Sweep(longrl_sweep::SweepArgs),
     /// Make data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -57,6 +60,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a, global),
         Command::Difficulty(a) => difficulty::run(a, global),
         Command::Plot(a) => plot::run(a, global),
+        Command::Sweep(a) => longrl_sweep::run_cli(&a, global.config.clone(), global.overrides.clone()),
         Command::Data(c) => data::run(c, global),
         Command::Eval(a) => eval::run(a, global),
     }

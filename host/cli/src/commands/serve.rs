@@ -42,6 +42,12 @@ pub struct Args {
     /// `max_tokens` of a chat request that gives none.
     #[arg(long, default_value_t = 1024)]
     pub default_max_tokens: u32,
+    /// Serve vLLM's weight-transfer routes (disk backend: `/init_weight_transfer_engine`,
+    /// `/start_weight_update`, `/update_weights`, `/finish_weight_update`, `/pause`, `/resume`, ...), so
+    /// a trainer with `[rollout] backend = "vllm"` can push its weights after every step. They let any
+    /// client replace the served weights: off by default.
+    #[arg(long)]
+    pub weight_transfer: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -80,6 +86,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         model_name,
         max_body_bytes: args.max_body_bytes,
         chat_default_max_tokens: args.default_max_tokens,
+        weight_transfer: args.weight_transfer,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let served = runtime.block_on(serve(engine.clone(), &options, SocketAddr::new(args.host, args.port)));
@@ -94,6 +101,9 @@ async fn serve(engine: Engine, options: &ServeOptions, addr: SocketAddr) -> anyh
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
         tracing::warn!("serving on {bound}, reachable from other machines: this API has no authentication");
+        if options.weight_transfer {
+            tracing::warn!("--weight-transfer on {bound}: any client that reaches it can replace the served weights");
+        }
     }
     tracing::info!(model = %options.model_name, "serving the OpenAI-compatible API");
     // Tests and scripts read this line to learn the port.

@@ -14,7 +14,7 @@ use longrl_eval::{self as eval, EvalSpec};
 use longrl_metrics::plot;
 use longrl_plugins::PluginSet;
 use longrl_rollout::RewardSet;
-use longrl_train::{Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan};
+use longrl_train::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -133,8 +133,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         accuracy_threshold: config.reward.max_score,
         stop_after_steps: None,
     };
-    let components = Components { policy, reference, algorithm, curriculum, sampler, rewards };
+    let names = ComponentNames {
+        policy: config.policy.name.clone(),
+        algorithm: config.algorithm.name.clone(),
+        curriculum: config.curriculum.name.clone(),
+        sampler: config.sampler.name.clone(),
+    };
+    let components = Components { policy, reference, algorithm, curriculum, sampler, rewards, names };
     let mut trainer = Trainer::new(options, components, rl_examples, sft_examples, resume.as_deref(), hook)?;
+    if config.rollout.is_remote() {
+        trainer.use_rollout_servers(&config.rollout)?;
+    }
     let outcome = trainer.run()?;
     drop(trainer);
     let plots = plot::plot_run(&config.run_dir, &config.run_dir.join("plots"))?;
@@ -169,18 +178,19 @@ fn eval_hook<'a>(
             top_k: 0,
             seed: e.seed,
             stop: config.train.stop.clone(),
-            n: e.samples.max(1),
+            rollouts: e.samples.max(1),
             prefill_chunk: e.prefill_chunk,
         },
         max_input_tokens: e.max_input_tokens as usize,
         batch_prompts: e.batch_prompts.max(1) as usize,
         correct_at: config.reward.max_score,
+        policy: config.policy.name.clone(),
     };
     let rewards = RewardSet::from_config(&config.reward, plugins, ctx)?;
     let benchmarks = if e.benchmarks.is_empty() {
         None
     } else {
-        Some((EvalSpec::from_config(e, "policy")?, eval::eval_rewards(plugins, e, ctx)?))
+        Some((EvalSpec::from_config(e, "policy", &config.policy.name)?, eval::eval_rewards(plugins, e, ctx)?))
     };
     if examples.is_empty() && benchmarks.is_none() {
         anyhow::bail!(

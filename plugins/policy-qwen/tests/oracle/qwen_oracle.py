@@ -22,8 +22,23 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<｜begin▁of▁sent
            "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>'"
           " + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-R1_CONFIG = os.path.join(os.path.dirname(__file__), "../../../../../shared/reference/chat-templates/"
-                         "deepseek-r1-distill-qwen.tokenizer_config.json")
+R1_TEMPLATE = "shared/reference/chat-templates/deepseek-r1-distill-qwen.tokenizer_config.json"
+
+
+def find_upwards(relative):
+    """`relative` under the nearest ancestor of this script that has it (the checkout's parent
+    holds `shared/`, whether the checkout is the main one or a worktree further down)."""
+    d = os.path.dirname(os.path.abspath(__file__))
+    while True:
+        if os.path.exists(os.path.join(d, relative)):
+            return os.path.join(d, relative)
+        parent = os.path.dirname(d)
+        if parent == d:
+            raise SystemExit(f"no {relative} above {__file__}")
+        d = parent
+
+
+R1_CONFIG = find_upwards(R1_TEMPLATE)
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. Long documents need long context.",
     "Question: what is the total revenue in 2023? Answer: the revenue grew by 12 percent to 4.2 billion.",
