@@ -5,6 +5,7 @@
 //! in-process components and `longrl train` with plugins. RL rollouts come from the policy, or from
 //! vLLM / SGLang servers the trainer pushes its weights to after every step (`[rollout]`).
 
+mod base_difficulty;
 pub mod checkpoint;
 mod optim;
 pub mod plan;

@@ -58,10 +58,6 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    pub(crate) fn servers(&self) -> Option<&RemoteRollout> {
-        self.servers.as_ref().map(|s| &s.remote)
-    }
-
     /// Mismatch metrics of the servers' log-probs against the trainer's (`old`), and the sequence-level
     /// importance weight of each response when asked for (`None` otherwise).
     pub(crate) fn off_policy_correction(

@@ -60,6 +60,10 @@ pub struct TrainOptions {
     pub accuracy_threshold: f32,
     /// Tests: stop as if killed after this many steps of this process (no checkpoint is written).
     pub stop_after_steps: Option<u64>,
+    /// Where the sampler reads the base model's difficulty (QwenLong-L1 Eq. 10) that the trainer
+    /// scores as RL starts when the file does not exist yet; `None`: the sampler needs none, or the
+    /// run gave its own file.
+    pub base_difficulty: Option<PathBuf>,
 }
 
 /// Called after each stage (`sft`, then each phase's name) with the trained policy.
@@ -293,6 +297,11 @@ impl<'a> Trainer<'a> {
         self.optimizer = Some(optim::adamw(self.c.policy.parameters()?, &self.opts.train.optim)?);
         self.counters.optimizer_stage = Some("rl".into());
         self.counters.optimizer_steps = 0;
+        if let Some(path) = self.opts.base_difficulty.clone()
+            && !path.exists()
+        {
+            self.write_base_difficulty(&path)?;
+        }
         let phase = self.c.curriculum.current_phase()?;
         self.begin_phase(phase)?;
         self.counters.rl_started = true;

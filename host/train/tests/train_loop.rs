@@ -394,6 +394,7 @@ fn options(run: &Path, s: &Setup) -> TrainOptions {
         length_cache: None,
         accuracy_threshold: 1.0,
         stop_after_steps: s.stop_after,
+        base_difficulty: None,
     }
 }
 

@@ -143,8 +143,8 @@ struct RetrospectiveState {
 
 pub struct RetrospectiveSampler {
     config: RetrospectiveConfig,
-    /// The difficulty file by example id.
-    file: BTreeMap<String, Entry>,
+    /// The difficulty file by example id; `None` until read (see [`Self::file`]).
+    file: Option<BTreeMap<String, Entry>>,
     phase: Option<usize>,
     pool: Vec<u32>,
     retained: Vec<u32>,
@@ -199,11 +199,13 @@ impl Component for RetrospectiveSampler {
             );
         }
         let file = match &config.difficulty_file {
-            Some(path) => {
-                let file = read_file(path)?;
-                tracing::info!(file = %path.display(), examples = file.len(), "retrospective sampler: difficulty file read");
-                file
+            // The trainer writes the base model's scores at RL start when the run gives none: a
+            // file that does not exist yet is read when the first phase begins.
+            Some(path) if !path.exists() => {
+                tracing::info!(file = %path.display(), "retrospective sampler: difficulty file read when RL begins");
+                None
             }
+            Some(path) => Some(read_difficulty(path)?),
             None if config.difficulty == Source::BaseModel => {
                 return bad(
                     "difficulty_file",
@@ -213,7 +215,7 @@ impl Component for RetrospectiveSampler {
                         .into(),
                 );
             }
-            None => BTreeMap::new(),
+            None => Some(BTreeMap::new()),
         };
         let seed = derive_seed(context.seed, config.seed, "sampler/retrospective");
         Ok(RetrospectiveSampler {
@@ -233,7 +235,22 @@ impl Component for RetrospectiveSampler {
     }
 }
 
+fn read_difficulty(path: &std::path::Path) -> Result<BTreeMap<String, Entry>> {
+    let file = read_file(path)?;
+    tracing::info!(file = %path.display(), examples = file.len(), "retrospective sampler: difficulty file read");
+    Ok(file)
+}
+
 impl RetrospectiveSampler {
+    /// The difficulty file, read now if its reading was deferred.
+    fn file(&mut self) -> Result<&BTreeMap<String, Entry>> {
+        if self.file.is_none() {
+            let path = self.config.difficulty_file.clone().expect("deferred only with a path");
+            self.file = Some(read_difficulty(&path)?);
+        }
+        Ok(self.file.as_ref().expect("read above"))
+    }
+
     fn eq10(&self, mean_reward: f64) -> f64 {
         difficulty(mean_reward, self.config.smoothing, self.config.max_difficulty)
     }
@@ -377,8 +394,9 @@ impl Sampler for RetrospectiveSampler {
             return Ok(());
         }
         let mut from_file = 0usize;
+        self.file()?;
         for item in pool {
-            if let Some(entry) = self.file.get(&item.id) {
+            if let Some(entry) = self.file.as_ref().expect("read above").get(&item.id) {
                 self.offline.insert(item.index, *entry);
                 self.offline_ids.insert(item.index, item.id.clone());
                 from_file += 1;
@@ -541,8 +559,9 @@ impl Sampler for RetrospectiveSampler {
             .map(|(i, (bits, groups))| (i, Stats { mean_reward: f64::from_bits(bits), groups }))
             .collect();
         let mut offline = BTreeMap::new();
+        let file = if s.offline_ids.is_empty() { &BTreeMap::new() } else { self.file()? };
         for (&index, id) in &s.offline_ids {
-            let Some(entry) = self.file.get(id) else {
+            let Some(entry) = file.get(id) else {
                 return Err(Error::msg(format!(
                     "{COMPONENT}: the saved state uses example `{id}` of the difficulty file, which no longer has it"
                 )));

@@ -3,14 +3,13 @@
 //! `{"id", "difficulty", "mean_reward"}` with difficulty = 1 / (max(mean reward, 0) + smoothing),
 //! the convention of the `retrospective` sampler (which can start from this file).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use longrl_core::api::{ComponentContext, GenerationParams};
 
 use longrl_data::prompt;
-use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, roll_out};
+use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, score_difficulty, write_difficulty};
 use longrl_train::seeds;
 
 use crate::cli::GlobalArgs;
@@ -69,14 +68,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         1024
     });
 
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?,
-    );
     let bar = indicatif::ProgressBar::new(examples.len() as u64);
-    let (mut total, mut unsolved) = (0usize, 0usize);
     let budget = (args.max_input_tokens > 0).then_some(args.max_input_tokens);
     let params = GenerationParams {
         max_new_tokens,
@@ -88,31 +80,32 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         rollouts,
         prefill_chunk: 0,
     };
-    for (c, chunk) in examples.chunks(args.batch_prompts.max(1)).enumerate() {
-        let built = chunk
-            .iter()
-            .map(|ex| {
-                prompt::build(policy.as_ref(), &ex.prompt, budget).with_context(|| format!("example `{}`", ex.id))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let prompts: Vec<RolloutPrompt<'_>> =
-            chunk.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
-        let seed = seeds::derive(config.seed, "difficulty", c as u64, 0);
-        let spec =
-            RolloutSpec { params: params.clone(), batch_prompts: 0, seed_of_call: &|_| seed, strip_responses: false };
-        let mut generator = LocalPolicy::new(policy.as_mut(), &config.policy.name);
-        let rolled = roll_out(&mut generator, &rewards, &prompts, &spec, &mut |_| {})?;
-        for (ex, group) in chunk.iter().zip(&rolled.groups) {
-            let mean = group.rollouts.iter().map(|r| r.score.score as f64).sum::<f64>() / rollouts as f64;
-            let difficulty = 1.0 / (mean.max(0.0) + args.smoothing);
-            unsolved += (mean <= 0.0) as usize;
-            total += 1;
-            writeln!(out, "{}", serde_json::json!({"id": ex.id, "difficulty": difficulty, "mean_reward": mean}))?;
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    out.flush()?;
+    let built = examples
+        .iter()
+        .map(|ex| prompt::build(policy.as_ref(), &ex.prompt, budget).with_context(|| format!("example `{}`", ex.id)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let prompts: Vec<RolloutPrompt<'_>> = examples.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
+    let ids: Vec<&str> = examples.iter().map(|ex| ex.id.as_str()).collect();
+    let seed_of_batch = |b: u64| seeds::derive(config.seed, "difficulty", b, 0);
+    let mut generator = LocalPolicy::new(policy.as_mut(), &config.policy.name);
+    let rows = score_difficulty(
+        &mut generator,
+        &rewards,
+        &prompts,
+        &ids,
+        &params,
+        args.batch_prompts.max(1),
+        &seed_of_batch,
+        &mut |done| bar.inc(done as u64),
+    )?;
     bar.finish_and_clear();
+    write_difficulty(&args.out, &rows, args.smoothing)?;
+    let total = rows.len();
+    let unsolved = rows.iter().filter(|r| r.mean_reward.is_some_and(|m| m <= 0.0)).count();
+    let unscored = rows.iter().filter(|r| r.mean_reward.is_none()).count();
+    if unscored > 0 {
+        eprintln!("warning: {unscored} example(s) have no scored rollout (the rewards could not decide) and are left out of the file");
+    }
     println!(
         "{total} examples scored with {rollouts} rollouts each; {unsolved} never solved; written to {}",
         args.out.display()

@@ -1,7 +1,7 @@
 //! `longrl train`: the SFT warm-up, then the RL phases of the curriculum, evaluation after each
 //! stage, `report.md` and curves at the end. `--dry-run` prints the plan without training.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use longrl_core::api::{ComponentContext, GenerationParams, Policy};
@@ -42,6 +42,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let plugins = global.load_plugins(&config)?;
     let device = longrl_core::device::device_name(config.device.resolve()?);
     let ctx = ComponentContext { run_dir: Some(config.run_dir.clone()), seed: config.seed, device: device.clone() };
+    let base_difficulty = base_difficulty_file(&mut config, !args.dry_run)?;
 
     let algorithm = plugins.algorithm(&config.algorithm.name, &config.algorithm.config, &ctx)?;
     let curriculum = plugins.curriculum(&config.curriculum.name, &config.curriculum.config, &ctx)?;
@@ -132,6 +133,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         length_cache: config.data.cache_lengths.then(|| config.run_dir.join("cache")),
         accuracy_threshold: config.reward.max_score,
         stop_after_steps: None,
+        base_difficulty,
     };
     let names = ComponentNames {
         policy: config.policy.name.clone(),
@@ -155,6 +157,43 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     println!("curves: {} file(s) in {}", plots.len(), config.run_dir.join("plots").display());
     println!("report: {}", report.display());
     Ok(())
+}
+
+/// The `retrospective` sampler weighs examples by the base model's difficulty (QwenLong-L1 Eq. 10)
+/// read from its `difficulty_file`. When the run gives none (and the sampler is not set to learn
+/// difficulty online), the trainer scores the policy as RL starts, after the SFT warm-up, into
+/// `RUN_DIR/base_difficulty.jsonl`, and the sampler is pointed there. A file the run does give must
+/// exist (checked here, before any training).
+fn base_difficulty_file(config: &mut Config, check_given: bool) -> anyhow::Result<Option<PathBuf>> {
+    if config.sampler.name != "retrospective" || !config.train.enabled {
+        return Ok(None);
+    }
+    if config.sampler.config.is_null() {
+        config.sampler.config = serde_json::json!({});
+    }
+    // Anything but a table is the plugin's to refuse, with its own message.
+    let Some(table) = config.sampler.config.as_object_mut() else { return Ok(None) };
+    let online = table.get("difficulty").and_then(|v| v.as_str()) == Some("online");
+    match table.get("difficulty_file").filter(|v| !v.is_null()) {
+        Some(given) => {
+            if let Some(file) = given.as_str()
+                && check_given
+                && !Path::new(file).exists()
+            {
+                anyhow::bail!(
+                    "config key `sampler.config.difficulty_file`: {file} does not exist (leave the key out and the \
+                     trainer scores the base model's difficulty when RL starts)"
+                );
+            }
+            Ok(None)
+        }
+        None if online => Ok(None),
+        None => {
+            let path = config.run_dir.join("base_difficulty.jsonl");
+            table.insert("difficulty_file".into(), serde_json::json!(path.display().to_string()));
+            Ok(Some(path))
+        }
+    }
 }
 
 /// The evaluation after each stage: the run's held-out examples (`data.eval_files`, scored with the
