@@ -52,22 +52,51 @@ pub fn plot_run(run_dir: &Path, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
             continue;
         }
         let path = out_dir.join(format!("{stem}.png"));
-        draw(&path, title, &points, &marks).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        plot_series(&path, title, &[(key.to_string(), points)], &marks)?;
+        written.push(path);
+    }
+    // Behaviour means (`behaviour/<name>/all`, logged by the trainer): one chart, a line each.
+    let mut behaviours: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for r in records.iter().filter(|r| r.stage == "rl") {
+        for (key, v) in &r.values {
+            if let Some(name) = key.strip_prefix("behaviour/").and_then(|k| k.strip_suffix("/all"))
+                && v.is_finite()
+            {
+                behaviours.entry(name.to_string()).or_default().push((r.step as f64, *v));
+            }
+        }
+    }
+    if !behaviours.is_empty() {
+        let path = out_dir.join("behaviours.png");
+        let series: Vec<(String, Vec<(f64, f64)>)> = behaviours.into_iter().collect();
+        plot_series(&path, "reasoning behaviours (mean count per response)", &series, &marks)?;
         written.push(path);
     }
     Ok(written)
 }
 
+/// Draw `series` (label, points) into one PNG with phase marks; a legend when there are several.
+pub fn plot_series(
+    path: &Path,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[(u64, String)],
+) -> anyhow::Result<()> {
+    draw(path, title, series, marks).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
 fn draw(
     path: &Path,
     title: &str,
-    points: &[(f64, f64)],
+    series: &[(String, Vec<(f64, f64)>)],
     marks: &[(u64, String)],
 ) -> Result<(), Box<dyn std::error::Error>> {
+    const COLOURS: [RGBColor; 4] = [BLUE, RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14)];
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (y0, y1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let pad = ((y1 - y0).abs() * 0.05).max(1e-6);
     let (x1, y0, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, y0 - pad, y1 + pad);
     let mut chart = ChartBuilder::on(&root)
@@ -85,9 +114,19 @@ fn draw(
         chart.draw_series(LineSeries::new([(x, y0), (x, y1)], RED.mix(0.6).stroke_width(2)))?;
         chart.draw_series([Text::new(name.clone(), (x, y1), ("sans-serif", 14).into_font().color(&RED))])?;
     }
-    chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))?;
-    if points.len() <= 60 {
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+    for (i, (label, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let line = chart.draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))?;
+        if series.len() > 1 {
+            line.label(label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        }
+        if points.len() <= 60 {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+        }
+    }
+    if series.len() > 1 {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     }
     root.present()?;
     Ok(())
@@ -133,6 +172,11 @@ mod tests {
         let files = plot_run(dir.path(), &dir.path().join("plots")).unwrap();
         let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().to_string()).collect();
         assert_eq!(names, vec!["reward.png", "accuracy.png"]);
+        let mut r = rec(7, "rl", Some(1), "behaviour/backtracking/all", 1.5);
+        r.values.insert("behaviour/grounding/all".into(), 0.5);
+        log.write(&r).unwrap();
+        let files = plot_run(dir.path(), &dir.path().join("plots")).unwrap();
+        assert!(files.iter().any(|f| f.ends_with("behaviours.png")), "{files:?}");
         for f in &files {
             let bytes = std::fs::read(f).unwrap();
             assert_eq!(&bytes[1..4], b"PNG");

@@ -1,7 +1,7 @@
 //! Reading what a run directory holds: `metrics.jsonl` (one record per optimizer step),
 //! `eval/stages.jsonl` (accuracy after each stage, by length bucket and kind), `rollouts.jsonl` and
-//! the behaviour summaries. Only the fields the report shows are read, so the report builds without
-//! the trainer (and without libtorch).
+//! the behaviour summaries. Only the fields the report shows are read; nothing here needs the
+//! trainer or libtorch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,27 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use longrl_metrics::{METRICS_FILE, Record, read_metrics};
+
 use crate::behaviours::summary::{self, StepSummary};
 use crate::rollout_log::{self, ROLLOUTS_FILE, RolloutLogData};
-
-/// A line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct StepRecord {
-    pub step: u64,
-    pub stage: String,
-    #[serde(default)]
-    pub phase: Option<usize>,
-    #[serde(default)]
-    pub phase_name: Option<String>,
-    #[serde(flatten)]
-    pub values: BTreeMap<String, serde_json::Value>,
-}
-
-impl StepRecord {
-    pub fn value(&self, key: &str) -> Option<f64> {
-        self.values.get(key).and_then(serde_json::Value::as_f64).filter(|v| v.is_finite())
-    }
-}
 
 /// Accuracy of a group of questions, as the stage evaluation writes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -54,7 +37,7 @@ pub struct StageEval {
 #[derive(Debug, Clone, Default)]
 pub struct RunData {
     pub dir: PathBuf,
-    pub records: Vec<StepRecord>,
+    pub records: Vec<Record>,
     pub stages: Vec<StageEval>,
     pub rollouts: RolloutLogData,
     pub behaviours: Vec<StepSummary>,
@@ -74,11 +57,10 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
 /// Read a run directory. A run without metrics is an error (nothing to report); stage evaluations,
 /// rollouts and behaviours are optional.
 pub fn read(dir: &Path) -> anyhow::Result<RunData> {
-    let metrics = dir.join("metrics.jsonl");
-    if !metrics.exists() {
-        anyhow::bail!("{} is not a run directory: it has no metrics.jsonl", dir.display());
+    if !dir.join(METRICS_FILE).exists() {
+        anyhow::bail!("{} is not a run directory: it has no {METRICS_FILE}", dir.display());
     }
-    let records = read_jsonl(&metrics)?;
+    let records = read_metrics(dir)?;
     let stages_path = dir.join("eval/stages.jsonl");
     let stages = if stages_path.exists() { read_jsonl(&stages_path)? } else { Vec::new() };
     let rollouts_path = dir.join(ROLLOUTS_FILE);

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and its `run`.
 
+pub mod behaviours;
 pub mod config;
 pub mod data;
 pub mod difficulty;
@@ -8,6 +9,7 @@ pub mod generate;
 pub mod model;
 pub mod plot;
 pub mod plugins;
+pub mod report;
 pub mod score;
 pub mod serve;
 pub mod train;
@@ -42,6 +44,10 @@ pub enum Command {
     /// Run the config over seeds and named variants: one run each (finished ones skipped), tables of
     /// the mean over seeds with its interval, paired differences between variants, curves per variant.
     Sweep(longrl_sweep::SweepArgs),
+    /// Rebuild a run's report as one self-contained web page (RUN_DIR/report.html).
+    Report(report::Args),
+    /// Count the reasoning behaviours (grounding, subgoals, backtracking, verification) in a run's logged rollouts.
+    Behaviours(behaviours::Args),
     /// Make data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -61,6 +67,8 @@ pub fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<()> {
         Command::Difficulty(a) => difficulty::run(a, global),
         Command::Plot(a) => plot::run(a, global),
         Command::Sweep(a) => longrl_sweep::run_cli(&a, global.config.clone(), global.overrides.clone()),
+        Command::Report(a) => report::run(a, global),
+        Command::Behaviours(a) => behaviours::run(a, global),
         Command::Data(c) => data::run(c, global),
         Command::Eval(a) => eval::run(a, global),
     }

@@ -160,28 +160,27 @@ fn accuracy_section(page: &mut String, stages: &[StageEval]) {
     }
 }
 
-/// Steps where the RL phase changes (the first RL step included).
+/// Where each phase (and RL after SFT) begins, as the PNG plots mark it.
 fn phase_boundaries(run: &RunData) -> Vec<Boundary> {
-    let mut out = Vec::new();
-    let mut current: Option<Option<usize>> = None;
-    for r in run.records.iter().filter(|r| r.stage == "rl") {
-        if current != Some(r.phase) {
-            current = Some(r.phase);
-            let label = r.phase_name.clone().or(r.phase.map(|p| format!("phase {p}"))).unwrap_or_default();
-            out.push(Boundary { step: r.step as f64, label });
-        }
-    }
-    out
+    longrl_metrics::plot::boundaries(&run.records)
+        .into_iter()
+        .map(|(step, label)| Boundary { step: step as f64, label })
+        .collect()
 }
 
 fn series_of(run: &RunData, stage: &str, key: &str, label: &str) -> Series {
-    let points =
-        run.records.iter().filter(|r| r.stage == stage).filter_map(|r| Some((r.step as f64, r.value(key)?))).collect();
+    let points = run
+        .records
+        .iter()
+        .filter(|r| r.stage == stage)
+        .filter_map(|r| Some((r.step as f64, *r.values.get(key)?)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     Series { label: label.to_string(), points }
 }
 
 fn curves_section(page: &mut String, run: &RunData) {
-    page.push_str("<h2 id=\"curves\">Training curves</h2><p class=\"meta\">Dashed lines mark where an RL phase begins.</p><div class=\"charts\">");
+    page.push_str("<h2 id=\"curves\">Training curves</h2><p class=\"meta\">Dashed lines mark where RL and each of its phases begin.</p><div class=\"charts\">");
     let boundaries = phase_boundaries(run);
     let mut charts = vec![
         line_chart("SFT loss", &[series_of(run, "sft", "loss", "sft")], &[]),
