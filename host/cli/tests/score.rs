@@ -203,7 +203,7 @@ fn judge_url_adds_the_judge_where_the_rule_fails() {
 }
 
 #[test]
-fn dead_judge_leaves_the_rule_scores_and_counts_fallbacks() {
+fn dead_judge_leaves_responses_the_rule_failed_unscored() {
     require_plugin("longrl-reward-rule");
     require_plugin("longrl-reward-judge");
     // A port nothing listens on: bind one, then free it.
@@ -228,8 +228,14 @@ fn dead_judge_leaves_the_rule_scores_and_counts_fallbacks() {
         "m",
     ];
     let out = stdout_lines(&score(&args));
-    let scores: Vec<f64> = out[..4].iter().map(|l| l["score"].as_f64().unwrap()).collect();
-    assert_eq!(scores, vec![1.0, 0.0, 1.0, 1.0]);
-    assert_eq!(out[1]["details"]["judge"]["decided_by"], "judge.unavailable");
-    assert_eq!(out[4]["summary"]["metrics"]["judge_fallbacks"], 1.0);
+    // The rule decides three responses; the one it fails would need the judge, which is unreachable:
+    // unscored (null), never a made-up 0, and left out of the summary's mean.
+    let scores: Vec<Option<f64>> = out[..4].iter().map(|l| l["score"].as_f64()).collect();
+    assert_eq!(scores, vec![Some(1.0), None, Some(1.0), Some(1.0)]);
+    assert!(out[1]["score"].is_null(), "{}", out[1]);
+    assert_eq!(out[1]["decided_by"], "judge.unscored");
+    assert_eq!(out[1]["details"]["rule"]["score"], 0.0);
+    let summary = &out[4]["summary"];
+    assert_eq!((summary["n"].as_u64(), summary["unscored"].as_u64()), (Some(3), Some(1)), "{summary}");
+    assert_eq!(summary["mean_score"].as_f64(), Some(1.0), "{summary}");
 }

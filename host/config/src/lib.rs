@@ -64,11 +64,20 @@ pub struct RewardConfig {
     pub components: Vec<ComponentConfig>,
     pub cascade: bool,
     pub max_score: f32,
+    /// A rollout no reward could decide (the judge unreachable where the rule failed) is unscored:
+    /// left out of its group's statistics and of the loss, and counted (`reward/unscored`). A step
+    /// whose unscored share is above this stops the run with an error.
+    pub max_unscored_fraction: f64,
 }
 
 impl Default for RewardConfig {
     fn default() -> Self {
-        RewardConfig { components: vec![ComponentConfig::named("rule")], cascade: true, max_score: 1.0 }
+        RewardConfig {
+            components: vec![ComponentConfig::named("rule")],
+            cascade: true,
+            max_score: 1.0,
+            max_unscored_fraction: 0.1,
+        }
     }
 }
 
@@ -170,6 +179,10 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.reward.components.is_empty() {
             anyhow::bail!("config key `reward.components`: at least one reward is needed");
+        }
+        let fraction = self.reward.max_unscored_fraction;
+        if !(0.0..=1.0).contains(&fraction) {
+            anyhow::bail!("config key `reward.max_unscored_fraction`: must be in [0, 1], got {fraction}");
         }
         if let Some(table) = self.algorithm.config.as_object() {
             let moved: Vec<&str> = MOVED_TO_TRAIN.iter().copied().filter(|key| table.contains_key(*key)).collect();

@@ -159,6 +159,12 @@ pub struct TrainConfig {
     pub tensorboard: bool,
     /// Show a progress bar on the console.
     pub progress_bar: bool,
+    /// Append sampled groups to `RUN_DIR/rollouts.jsonl` every this many RL steps (verl's
+    /// `rollout_data_dir`, TRL's `log_completions`), and count the reasoning behaviours of the logged
+    /// responses into that step's metrics (`behaviour/...`); 0: off.
+    pub log_rollouts_every: u64,
+    /// Groups (prompts with all their rollouts) logged per logged step (0: every group of the step).
+    pub log_rollout_groups: u32,
 }
 
 impl Default for TrainConfig {
@@ -189,6 +195,8 @@ impl Default for TrainConfig {
             max_steps: 0,
             tensorboard: true,
             progress_bar: true,
+            log_rollouts_every: 10,
+            log_rollout_groups: 4,
         }
     }
 }

@@ -12,7 +12,7 @@ use longrl_core::api::{GenerationParams, Policy};
 use serde::{Deserialize, Serialize};
 
 use longrl_data::{Example, prompt};
-use longrl_rollout::{LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, roll_out};
+use longrl_rollout::{Group, LocalPolicy, RewardSet, RolloutPrompt, RolloutSpec, is_unscored, roll_out};
 
 use crate::stats::{difference_interval, paired_difference_interval, wilson_interval};
 
@@ -77,14 +77,22 @@ fn label(example: &Example, key: &str) -> String {
     }
 }
 
-/// Answer every example with `policy`, score with `rewards`, and summarise.
+/// What a stage evaluation hands on for each question: the example, the user message the policy saw
+/// and the scored group (the run's rollout log keeps them).
+pub type QuestionOutputs<'a> = &'a mut dyn FnMut(&Example, &str, &Group) -> anyhow::Result<()>;
+
+/// Answer every example with `policy`, score with `rewards`, hand each question's group to
+/// `outputs`, and summarise. A question whose responses no reward could decide (unscored) is left
+/// out of the accuracies and counted in a warning; a partly unscored one is scored on the rest.
 pub fn evaluate_examples(
     policy: &mut dyn Policy,
     rewards: &RewardSet,
     examples: &[Example],
     spec: &StageEvalSpec,
     stage: &str,
+    outputs: QuestionOutputs<'_>,
 ) -> anyhow::Result<StageEval> {
+    let mut unscored_questions = 0usize;
     let budget = (spec.max_input_tokens > 0).then_some(spec.max_input_tokens);
     let mut per_question = Vec::with_capacity(examples.len());
     for (call, chunk) in examples.chunks(spec.batch_prompts.max(1)).enumerate() {
@@ -102,15 +110,29 @@ pub fn evaluate_examples(
             strip_responses: true,
         };
         let rolled = roll_out(&mut LocalPolicy::new(policy, &spec.policy), rewards, &prompts, &rollout, &mut |_| {})?;
-        for (ex, group) in chunk.iter().zip(&rolled.groups) {
-            let correct = group.rollouts.iter().filter(|r| r.score.score >= spec.correct_at).count();
+        for ((ex, group), built) in chunk.iter().zip(&rolled.groups).zip(&built) {
+            outputs(ex, &built.user, group)?;
+            let scored: Vec<f32> =
+                group.rollouts.iter().filter(|r| !is_unscored(&r.score)).map(|r| r.score.score).collect();
+            if scored.is_empty() {
+                unscored_questions += 1;
+                continue;
+            }
+            let correct = scored.iter().filter(|&&s| s >= spec.correct_at).count();
             per_question.push(QuestionScore {
                 id: ex.id.clone(),
                 bucket: label(ex, "bucket"),
                 kind: label(ex, "kind"),
-                score: correct as f64 / group.rollouts.len() as f64,
+                score: correct as f64 / scored.len() as f64,
             });
         }
+    }
+    if unscored_questions > 0 {
+        tracing::warn!(
+            stage,
+            unscored_questions,
+            "questions whose responses no reward could decide are left out of the stage's accuracies"
+        );
     }
     let all: Vec<f64> = per_question.iter().map(|q| q.score).collect();
     let mut buckets: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -10,15 +10,15 @@
 //! ```
 //! prints one JSON line per dtype and a table; `--dtype float32|bfloat16` runs one side only.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
 
-use longrl_core::api::{LogprobOptions, Sequence};
+use longrl_core::api::Sequence;
 use longrl_optim::{AdamW, AdamWConfig};
 use longrl_policy_qwen::hf_config::{Arch, QwenConfig};
-use longrl_policy_qwen::logprobs::logprobs;
-use longrl_policy_qwen::model::{QwenModel, parameter_shapes};
+use longrl_policy_qwen::logprobs::{BatchLayout, Entropy, ScoreOptions, logprobs};
+use longrl_policy_qwen::model::QwenModel;
+use longrl_policy_qwen::weights::{RandomSource, Vars};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
@@ -59,17 +59,8 @@ fn parse_args() -> Result<Args, Error> {
 
 fn model(kind: Kind) -> Result<QwenModel, Error> {
     let config = QwenConfig::new_random(Arch::Qwen2, 32000, 512, 12, 8, 2, 1408, 32768, 1e6, true, None, None)?;
-    tch::manual_seed(0);
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in parameter_shapes(&config) {
-        let t = if name.ends_with("norm.weight") {
-            Tensor::f_ones(shape.as_slice(), (kind, Device::Cpu))?
-        } else {
-            Tensor::f_randn(shape.as_slice(), (Kind::Float, Device::Cpu))?.f_mul_scalar(0.02)?.f_to_kind(kind)?
-        };
-        tensors.insert(name, t);
-    }
-    let model = QwenModel::from_tensors(config, tensors, Device::Cpu, kind)?;
+    // HF's initialisation (normal(0, 0.02), unit norms), seeded.
+    let model = QwenModel::new(config, Vars::new(RandomSource::new(0, kind, Device::Cpu)?), Device::Cpu, kind)?;
     for (_, p) in model.parameters() {
         let _ = p.set_requires_grad(true);
     }
@@ -117,12 +108,18 @@ fn run(dtype: &str, a: &Args) -> Result<Value, Error> {
             Sequence { prompt: ids[..a.tokens / 4].to_vec(), response: ids[a.tokens / 4..].to_vec() }
         })
         .collect();
-    let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: 1024, temperature: 1.0 };
+    let options = ScoreOptions {
+        with_grad: true,
+        entropy: Entropy::No,
+        chunk_tokens: 1024,
+        temperature: 1.0,
+        layout: BatchLayout::Packed,
+    };
     let (mut step_s, mut fwd_bwd_s) = (Vec::new(), Vec::new());
     for i in 0..a.steps {
         let start = Instant::now();
         opt.zero_grad()?;
-        let out = logprobs(&model, &batch, &options, 1024)?;
+        let out = logprobs(&model, &batch, &options)?;
         let loss =
             out.logprobs.f_to_kind(Kind::Float)?.f_mul(&out.mask.f_to_kind(Kind::Float)?)?.f_mean(Kind::Float)?;
         loss.f_neg()?.f_backward()?;

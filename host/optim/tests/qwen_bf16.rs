@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use longrl_core::api::{LogprobOptions, Sequence};
+use longrl_core::api::Sequence;
 use longrl_optim::{AdamW, AdamWConfig, StepOutcome};
 use longrl_policy_qwen::hf_config::{Arch, QwenConfig};
-use longrl_policy_qwen::logprobs::logprobs;
-use longrl_policy_qwen::model::{QwenModel, parameter_shapes};
+use longrl_policy_qwen::logprobs::{BatchLayout, Entropy, ScoreOptions, logprobs};
+use longrl_policy_qwen::model::QwenModel;
+use longrl_policy_qwen::weights::{Init, Vars, WeightSource};
 use tch::{Device, Kind, Tensor};
 
 const VOCAB: i64 = 64;
@@ -22,30 +23,44 @@ fn config() -> QwenConfig {
 /// so both precisions start from the same weights. Uniform values from a hash of the element
 /// index, not the global RNG that tests running in parallel would share.
 fn initial_weights() -> BTreeMap<String, Tensor> {
-    parameter_shapes(&config())
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, shape))| {
+    /// The i-th tensor the model asks for, from a hash of (i, element index).
+    struct HashInit(usize);
+    impl WeightSource for HashInit {
+        fn get(&mut self, _name: &str, shape: &[i64], init: Init) -> longrl_core::Result<Tensor> {
+            let i = self.0;
+            self.0 += 1;
             let options = (Kind::Double, Device::Cpu);
-            let t = if name.ends_with("norm.weight") {
-                Tensor::ones(shape.as_slice(), options)
-            } else if name.ends_with(".bias") {
-                Tensor::zeros(shape.as_slice(), options)
-            } else {
-                let n: i64 = shape.iter().product();
-                let x = ((Tensor::arange(n, options) * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).frac();
-                // Uniform on [-a, a] has std a / sqrt(3).
-                ((x.abs() * 2.0 - 1.0) * (0.02 * 3f64.sqrt())).view(shape.as_slice())
+            let t = match init {
+                Init::Ones => Tensor::ones(shape, options),
+                Init::Zeros => Tensor::zeros(shape, options),
+                Init::Normal => {
+                    let n: i64 = shape.iter().product();
+                    let x = ((Tensor::arange(n, options) * 12.9898 + i as f64 * 78.233).sin() * 43758.5453).frac();
+                    // Uniform on [-a, a] has std a / sqrt(3).
+                    ((x.abs() * 2.0 - 1.0) * (0.02 * 3f64.sqrt())).view(shape)
+                }
             };
-            (name, t.to_kind(Kind::BFloat16).to_kind(Kind::Float))
-        })
-        .collect()
+            Ok(t.to_kind(Kind::BFloat16).to_kind(Kind::Float))
+        }
+    }
+    let model = QwenModel::new(config(), Vars::new(HashInit(0)), Device::Cpu, Kind::Float).unwrap();
+    model.parameters().iter().map(|(n, t)| (n.clone(), t.copy())).collect()
+}
+
+/// The given weights, in the model's dtype and device (copies: `to_kind` to the same dtype would
+/// alias the initial weights).
+struct Given(BTreeMap<String, Tensor>, Kind, Device);
+
+impl WeightSource for Given {
+    fn get(&mut self, name: &str, _shape: &[i64], _init: Init) -> longrl_core::Result<Tensor> {
+        let t = self.0.get(name).ok_or_else(|| longrl_core::Error::msg(format!("no tensor `{name}`")))?;
+        Ok(t.to_kind(self.1).to_device(self.2).copy())
+    }
 }
 
 fn model_on(weights: &BTreeMap<String, Tensor>, kind: Kind, device: Device) -> QwenModel {
-    // A copy: `to_kind` to the same dtype would alias the initial weights.
-    let tensors = weights.iter().map(|(n, t)| (n.clone(), t.to_kind(kind).to_device(device).copy())).collect();
-    let model = QwenModel::from_tensors(config(), tensors, device, kind).unwrap();
+    let given = Given(weights.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), kind, device);
+    let model = QwenModel::new(config(), Vars::new(given), device, kind).unwrap();
     for (_, p) in model.parameters() {
         let _ = p.set_requires_grad(true);
     }
@@ -76,8 +91,14 @@ fn batches() -> Vec<Vec<Sequence>> {
 
 /// Token-mean negative log-likelihood of the responses, backward.
 fn backward(model: &QwenModel, batch: &[Sequence]) {
-    let options = LogprobOptions { with_grad: true, entropy: false, chunk_tokens: 0, temperature: 1.0 };
-    let out = logprobs(model, batch, &options, 1024).unwrap();
+    let options = ScoreOptions {
+        with_grad: true,
+        entropy: Entropy::No,
+        chunk_tokens: 1024,
+        temperature: 1.0,
+        layout: BatchLayout::Packed,
+    };
+    let out = logprobs(model, batch, &options).unwrap();
     let mask = out.mask.to_kind(Kind::Float);
     let loss = -(out.logprobs.to_kind(Kind::Float) * &mask).sum(Kind::Float) / mask.sum(Kind::Float);
     loss.backward();

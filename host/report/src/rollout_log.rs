@@ -127,6 +127,26 @@ impl RolloutLog {
         Ok(RolloutLog { path, out: BufWriter::new(file), logged })
     }
 
+    /// Append to the log of `run_dir` as it is (created when missing): the evaluation after a stage
+    /// adds its groups to what training wrote.
+    pub fn append_to(run_dir: &Path) -> anyhow::Result<Self> {
+        let path = run_dir.join(ROLLOUTS_FILE);
+        let mut logged = BTreeSet::new();
+        if path.exists() {
+            for (line, _) in read_lines(&path)? {
+                if let LogLine::Prompt(p) = line {
+                    logged.insert(p.example);
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(RolloutLog { path, out: BufWriter::new(file), logged })
+    }
+
     /// Log one group; `prompt` is written first when its example has not been logged before.
     pub fn append(&mut self, prompt: &PromptEntry, group: &GroupEntry) -> anyhow::Result<()> {
         if prompt.example != group.example {

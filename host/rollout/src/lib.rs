@@ -10,4 +10,4 @@ mod reward_set;
 pub use difficulty::{DifficultyRow, score_difficulty, write_difficulty};
 pub use generator::{Generator, LocalPolicy};
 pub use pipeline::{Group, Response, Rollout, RolloutPrompt, RolloutSpec, Rollouts, roll_out, score_groups};
-pub use reward_set::{FAILED_CALLS_METRIC, FALLBACK_METRIC, RewardSet};
+pub use reward_set::{FAILED_CALLS_METRIC, FALLBACK_METRIC, RewardSet, is_unscored};

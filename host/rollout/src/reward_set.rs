@@ -2,9 +2,13 @@
 //! sees only the responses whose best score so far is below `max_score` (the hybrid reward asks the
 //! judge only when the rule fails).
 //!
-//! A later reward that cannot answer never stalls training: its `*.unavailable` verdicts score 0 so
-//! the earlier score stands, and if it fails outright the earlier scores stand too. Both are counted
-//! in `judge_fallbacks`, and a failure is logged once per burst, not once per batch.
+//! A response no reward could decide is **unscored**, never a made-up 0: a later reward (the judge)
+//! that leaves it unscored (score NaN, `decided_by` ending in `.unscored`) or fails outright, where
+//! the earlier rewards scored below `max_score`, makes the set's score NaN with that provenance
+//! ([`is_unscored`]). Callers leave such responses out of means and of the loss and count them. A
+//! score at `max_score` is decided whatever a later reward does (the max cannot exceed it). A later
+//! reward's `*.unavailable` verdicts still score 0 (the earlier score stands); fallbacks and failures
+//! are counted in `judge_fallbacks`, and a failure is logged once per burst, not once per batch.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +22,11 @@ use longrl_plugins::PluginSet;
 pub const FALLBACK_METRIC: &str = "judge_fallbacks";
 /// Metric key of the calls of a later reward that failed outright (their responses fell back).
 pub const FAILED_CALLS_METRIC: &str = "reward_failed_calls";
+
+/// Whether no reward could decide this response (its score is NaN; `decided_by` says why).
+pub fn is_unscored(score: &RewardScore) -> bool {
+    !score.score.is_finite()
+}
 
 struct Member {
     name: String,
@@ -77,6 +86,8 @@ impl RewardSet {
             anyhow::bail!("no reward is configured (`reward.components` is empty)");
         }
         let mut best: Vec<Option<RewardScore>> = vec![None; inputs.len()];
+        // The first reward that could not decide each response, if any did not.
+        let mut undecided: Vec<Option<RewardScore>> = vec![None; inputs.len()];
         let mut details: Vec<serde_json::Map<String, serde_json::Value>> = vec![Default::default(); inputs.len()];
         for (position, member) in self.rewards.iter().enumerate() {
             let pending: Vec<usize> = (0..inputs.len())
@@ -94,6 +105,11 @@ impl RewardSet {
                     self.note_failure(member, &error, pending.len());
                     for &i in &pending {
                         details[i].insert(member.name.clone(), serde_json::json!({"error": format!("{error:#}")}));
+                        undecided[i].get_or_insert_with(|| RewardScore {
+                            score: f32::NAN,
+                            decided_by: format!("{}.failed", member.name),
+                            details: serde_json::Value::Null,
+                        });
                     }
                     continue;
                 }
@@ -102,19 +118,29 @@ impl RewardSet {
                 if score.decided_by.ends_with(".unavailable") {
                     self.unavailable.fetch_add(1, Ordering::Relaxed);
                 }
+                // JSON has no NaN: an unscored verdict's score is null.
+                let shown = if is_unscored(&score) { None } else { Some(score.score) };
                 details[i].insert(
                     member.name.clone(),
-                    serde_json::json!({"score": score.score, "decided_by": score.decided_by, "details": score.details}),
+                    serde_json::json!({"score": shown, "decided_by": score.decided_by, "details": score.details}),
                 );
+                if is_unscored(&score) {
+                    undecided[i].get_or_insert(score);
+                    continue;
+                }
                 if best[i].as_ref().is_none_or(|b| score.score > b.score) {
                     best[i] = Some(score);
                 }
             }
         }
         best.into_iter()
+            .zip(undecided)
             .zip(details)
-            .map(|(score, details)| {
-                let score = score.ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
+            .map(|((score, undecided), details)| {
+                let decided = score.filter(|s| undecided.is_none() || s.score >= self.max_score);
+                let score = decided
+                    .or(undecided)
+                    .ok_or_else(|| anyhow::anyhow!("internal: an input was scored by no reward"))?;
                 Ok(RewardScore {
                     score: score.score,
                     decided_by: score.decided_by,
@@ -130,9 +156,9 @@ impl RewardSet {
         if scores.len() != batch.len() {
             anyhow::bail!("reward `{}` returned {} scores for {} responses", member.name, scores.len(), batch.len());
         }
-        if let Some(bad) = scores.iter().find(|s| !s.score.is_finite()) {
+        if let Some(bad) = scores.iter().find(|s| !s.score.is_finite() && !s.decided_by.ends_with(".unscored")) {
             anyhow::bail!(
-                "reward `{}` returned a non-finite score ({}, decided by `{}`)",
+                "reward `{}` returned a non-finite score ({}, decided by `{}`; only `*.unscored` verdicts may be NaN)",
                 member.name,
                 bad.score,
                 bad.decided_by

@@ -27,7 +27,7 @@ fn curve(collected: &Collected, variant: &str, key: &str, stage: &str) -> Curve 
     for run in collected.runs.iter().filter(|r| r.cell.variant == variant) {
         let first = run.metrics.iter().filter(|m| m.stage == stage).map(|m| m.step).min().unwrap_or(1);
         for m in run.metrics.iter().filter(|m| m.stage == stage) {
-            if let Some(v) = m.value(key) {
+            if let Some(&v) = m.values.get(key) {
                 let x = if stage == "rl" { m.step - first + 1 } else { m.step };
                 let e = sums.entry(x).or_insert((0.0, 0));
                 e.0 += v;

@@ -2,7 +2,8 @@
 //! (`eval/stages.jsonl`: per stage, accuracy overall, by length bucket and by kind) and the per-step
 //! metrics (`metrics.jsonl`), read with `longrl-report`'s run-directory reader.
 
-pub use longrl_report::run_dir::{Cell as Accuracy, StageEval, StepRecord};
+pub use longrl_metrics::Record as StepRecord;
+pub use longrl_report::run_dir::{Cell as Accuracy, StageEval};
 
 use crate::plan::{Cell, Plan};
 use crate::runner::{State, read_status};

@@ -11,6 +11,7 @@ mod optim;
 pub mod plan;
 mod prompts;
 mod rl;
+mod rollout_log;
 mod schedule;
 pub mod seeds;
 mod servers;

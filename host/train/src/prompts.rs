@@ -88,6 +88,11 @@ impl RlPrompts {
         self.tokenized[index as usize].as_ref().expect("prompts are tokenized when drawn (RlPrompts::tokenize)")
     }
 
+    /// The user message of a drawn example as the model saw it (after truncation).
+    pub fn user(&self, index: u32) -> &str {
+        &self.get(index).user
+    }
+
     /// Prompt token ids of a drawn example.
     pub fn ids(&self, index: u32) -> &[u32] {
         &self.get(index).ids

@@ -20,20 +20,30 @@ use crate::servers::ServerGenerator;
 use crate::trainer::{Outcome, Trainer};
 
 /// One rollout.
-struct Rollout {
-    response: Vec<u32>,
+pub(crate) struct Rollout {
+    pub(crate) response: Vec<u32>,
     /// The sampler's log-prob of each response token (the server's, with rollout servers).
     sampled_logprobs: Vec<f32>,
     /// `None` never comes out of generation; kept as the pipeline gives it.
-    finish: Option<FinishReason>,
-    raw: f32,
-    shaped: f32,
+    pub(crate) finish: Option<FinishReason>,
+    /// NaN when no reward could decide the response (unscored: masked out of its group and the loss).
+    pub(crate) raw: f32,
+    pub(crate) shaped: f32,
+    pub(crate) text: String,
+    pub(crate) decided_by: String,
+    pub(crate) reward_details: serde_json::Value,
+}
+
+impl Rollout {
+    pub(crate) fn unscored(&self) -> bool {
+        !self.raw.is_finite()
+    }
 }
 
 /// The rollouts of one prompt.
-struct Group {
-    index: u32,
-    rollouts: Vec<Rollout>,
+pub(crate) struct Group {
+    pub(crate) index: u32,
+    pub(crate) rollouts: Vec<Rollout>,
 }
 
 /// A rollout ready for the update: its sequence, rollout-time log-probs, advantage and mask.
@@ -138,6 +148,7 @@ impl Trainer<'_> {
         let rounds_allowed = if train.dynamic_sampling { train.max_gen_batches.max(1) } else { 1 };
         let max_new = self.max_response_tokens();
         let mut kept = Vec::new();
+        let mut unscored = 0usize;
         let (mut all_raw, mut lengths, mut truncated) = (Vec::new(), Vec::new(), 0usize);
         let mut by_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let (mut gen_tokens, mut generated_groups) = (0u64, 0usize);
@@ -199,10 +210,15 @@ impl Trainer<'_> {
                 for r in group.rollouts {
                     let raw = r.score.score;
                     let len = r.tokens.len() as u32;
-                    let shaped = self.c.algorithm.shape_reward(raw, len, max_new)?;
-                    all_raw.push(raw as f64);
-                    by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
                     lengths.push(len as f64);
+                    let shaped = if raw.is_finite() {
+                        all_raw.push(raw as f64);
+                        by_source.entry(ex.data_source.clone()).or_default().push(raw as f64);
+                        self.c.algorithm.shape_reward(raw, len, max_new)?
+                    } else {
+                        unscored += 1;
+                        f32::NAN
+                    };
                     truncated += (r.finish == Some(FinishReason::Length)) as usize;
                     rollouts.push(Rollout {
                         response: r.tokens,
@@ -210,10 +226,17 @@ impl Trainer<'_> {
                         finish: r.finish,
                         raw,
                         shaped,
+                        text: r.text,
+                        decided_by: r.score.decided_by,
+                        reward_details: r.score.details,
                     });
                 }
-                let raw: Vec<f32> = rollouts.iter().map(|r| r.raw).collect();
-                self.c.sampler.observe(index, &raw)?;
+                // Unscored rollouts say nothing about the prompt: the sampler and the group filter
+                // see the scored ones only.
+                let raw: Vec<f32> = rollouts.iter().filter(|r| !r.unscored()).map(|r| r.raw).collect();
+                if !raw.is_empty() {
+                    self.c.sampler.observe(index, &raw)?;
+                }
                 generated_groups += 1;
                 // Groups are filtered on the raw reward (verl's filter_groups metric `acc`), not the shaped one.
                 if !train.dynamic_sampling || self.c.algorithm.keep_group(&raw)? {
@@ -223,6 +246,17 @@ impl Trainer<'_> {
             rounds += 1;
         }
         kept.truncate(want);
+        let generated = lengths.len();
+        let allowed = self.opts.max_unscored_fraction;
+        if unscored as f64 > allowed * generated as f64 {
+            anyhow::bail!(
+                "RL step {}: {unscored} of {generated} rollouts are unscored (no reward could decide them: the judge \
+                 unreachable or failing where the rule did not match), above `reward.max_unscored_fraction` = {allowed}; \
+                 the latest checkpoint is intact: fix the judge and resume",
+                self.counters.rl_steps + 1
+            );
+        }
+        values.insert("reward/unscored".into(), unscored as f64);
 
         let threshold = self.opts.accuracy_threshold as f64;
         let (mean, std) = mean_std(&all_raw);
@@ -320,20 +354,34 @@ impl Trainer<'_> {
             }
             None => None,
         };
-        let shaped: Vec<f32> = groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.shaped)).collect();
-        let sizes: Vec<u32> = groups.iter().map(|g| g.rollouts.len() as u32).collect();
-        let advantages = self.c.algorithm.advantages(&shaped, &sizes)?;
-        if advantages.len() != shaped.len() {
+        // Group statistics over the scored rollouts only; an unscored one gets advantage 0 and
+        // weight 0 (out of the loss and its normaliser).
+        let shaped: Vec<f32> =
+            groups.iter().flat_map(|g| g.rollouts.iter().filter(|r| !r.unscored()).map(|r| r.shaped)).collect();
+        let sizes: Vec<u32> = groups
+            .iter()
+            .map(|g| g.rollouts.iter().filter(|r| !r.unscored()).count() as u32)
+            .filter(|&n| n > 0)
+            .collect();
+        let scored_advantages =
+            if shaped.is_empty() { Vec::new() } else { self.c.algorithm.advantages(&shaped, &sizes)? };
+        if scored_advantages.len() != shaped.len() {
             anyhow::bail!(
                 "algorithm `{}` returned {} advantages for {} rollouts",
                 self.c.names.algorithm,
-                advantages.len(),
+                scored_advantages.len(),
                 shaped.len()
             );
         }
+        let mut scored = scored_advantages.into_iter();
+        let advantages: Vec<f32> = groups
+            .iter()
+            .flat_map(|g| g.rollouts.iter())
+            .map(|r| if r.unscored() { 0.0 } else { scored.next().expect("one advantage per scored rollout") })
+            .collect();
         let mask_truncated = self.opts.train.mask_truncated;
-        let finishes: Vec<Option<FinishReason>> =
-            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.finish)).collect();
+        let finishes: Vec<(Option<FinishReason>, bool)> =
+            groups.iter().flat_map(|g| g.rollouts.iter().map(|r| (r.finish, r.unscored()))).collect();
         let mut reference = reference.map(Vec::into_iter);
         let sampled: Vec<Vec<f32>> = if self.uses_servers() {
             groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.sampled_logprobs.clone())).collect()
@@ -345,12 +393,12 @@ impl Trainer<'_> {
             .into_iter()
             .zip(old)
             .zip(advantages.iter().zip(finishes))
-            .map(|((seq, old), (&advantage, finish))| TrainItem {
+            .map(|((seq, old), (&advantage, (finish, unscored)))| TrainItem {
                 seq,
                 old,
                 reference: reference.as_mut().and_then(Iterator::next),
                 advantage,
-                weight: if mask_truncated && finish == Some(FinishReason::Length) { 0.0 } else { 1.0 },
+                weight: if unscored || (mask_truncated && finish == Some(FinishReason::Length)) { 0.0 } else { 1.0 },
             })
             .collect();
         if let Some(weights) = is_weights {
@@ -361,6 +409,10 @@ impl Trainer<'_> {
             }
         }
         values.insert("advantage/mean".into(), mean_std(&advantages.iter().map(|&a| a as f64).collect::<Vec<_>>()).0);
+        let step = self.counters.global_step + 1;
+        if self.logs_rollouts(step) {
+            values.extend(self.log_rollouts(step, &groups, &advantages)?);
+        }
 
         let started = Instant::now();
         let lr = lr_at(&self.opts.train.optim, self.counters.rl_steps, planned_steps);

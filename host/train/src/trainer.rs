@@ -1,5 +1,6 @@
 //! The run: stages in order, checkpoints, resume, evaluation hooks, progress.
 
+use longrl_report::rollout_log::RolloutLog;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -58,6 +59,8 @@ pub struct TrainOptions {
     pub length_cache: Option<PathBuf>,
     /// A rollout whose raw reward is at least this counts as correct (the `accuracy` metric).
     pub accuracy_threshold: f32,
+    /// A step with a larger share of unscored rollouts stops the run (`reward.max_unscored_fraction`).
+    pub max_unscored_fraction: f64,
     /// Tests: stop as if killed after this many steps of this process (no checkpoint is written).
     pub stop_after_steps: Option<u64>,
     /// Where the sampler reads the base model's difficulty (QwenLong-L1 Eq. 10) that the trainer
@@ -66,8 +69,9 @@ pub struct TrainOptions {
     pub base_difficulty: Option<PathBuf>,
 }
 
-/// Called after each stage (`sft`, then each phase's name) with the trained policy.
-pub type EvalHook<'a> = Box<dyn FnMut(&mut dyn Policy, &str) -> anyhow::Result<()> + 'a>;
+/// Called after each stage (`sft`, then each phase's name) with the trained policy and the global
+/// step the stage ended at.
+pub type EvalHook<'a> = Box<dyn FnMut(&mut dyn Policy, &str, u64) -> anyhow::Result<()> + 'a>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -93,6 +97,8 @@ pub struct Trainer<'a> {
     steps_this_process: u64,
     /// `[rollout]` servers, when RL rollouts are drawn from them.
     pub(crate) servers: Option<RolloutServers>,
+    /// `RUN_DIR/rollouts.jsonl`, when RL logs rollouts (`train.log_rollouts_every`).
+    pub(crate) rollout_log: Option<RolloutLog>,
 }
 
 impl<'a> Trainer<'a> {
@@ -168,6 +174,11 @@ impl<'a> Trainer<'a> {
             tracing::info!(checkpoint = %dir.display(), step = counters.global_step, "resumed");
         }
         let metrics = MetricsLog::open(&opts.run_dir, opts.train.tensorboard, resume.map(|_| counters.global_step))?;
+        let rollout_log = if opts.train.enabled && opts.train.log_rollouts_every > 0 {
+            Some(RolloutLog::open(&opts.run_dir, resume.map(|_| counters.global_step))?)
+        } else {
+            None
+        };
         let mut trainer = Trainer {
             opts,
             c,
@@ -182,6 +193,7 @@ impl<'a> Trainer<'a> {
             progress: ProgressBar::hidden(),
             steps_this_process: 0,
             servers: None,
+            rollout_log,
         };
         trainer.progress = trainer.make_progress();
         Ok(trainer)
@@ -274,7 +286,7 @@ impl<'a> Trainer<'a> {
     fn evaluate(&mut self, stage: &str) -> anyhow::Result<()> {
         if let Some(hook) = &mut self.eval {
             self.progress.set_message(format!("evaluating after {stage}"));
-            hook(self.c.policy.as_mut(), stage).with_context(|| format!("evaluation after {stage}"))?;
+            hook(self.c.policy.as_mut(), stage, self.counters.global_step).with_context(|| format!("evaluation after {stage}"))?;
             self.progress.set_message("");
         }
         self.counters.pending_eval = None;

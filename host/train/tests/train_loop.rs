@@ -393,6 +393,7 @@ fn options(run: &Path, s: &Setup) -> TrainOptions {
         overlong: OverlongPolicy::TruncateMiddle,
         length_cache: None,
         accuracy_threshold: 1.0,
+        max_unscored_fraction: 0.1,
         stop_after_steps: s.stop_after,
         base_difficulty: None,
     }

@@ -453,7 +453,7 @@ mod tests {
         assert_eq!(run(&mut c, &accuracies), Some(14));
         // A phase rule overrides the curriculum's; without a nominal length it runs on mastery.
         let mut c = adaptive(json!({"steps": null, "mastery": {"threshold": 0.5, "window": 2, "max_steps": 6}}));
-        assert_eq!(c.phases()[0].length, PhaseLength::Steps(6), "planned at its maximum");
+        assert_eq!(c.phases().unwrap()[0].length, PhaseLength::Steps(6), "planned at its maximum");
         assert_eq!(run(&mut c, &[0.4, 0.5, 0.6]), Some(3));
         let mut c = adaptive(json!({"steps": null, "mastery": {"threshold": 0.5, "window": 2, "max_steps": 6}}));
         assert_eq!(run(&mut c, &[0.0; 8]), Some(6));

@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(score.details["provenance"], "error");
         assert_eq!(score.details["unscored"], true);
         assert!(score.details["error"].as_str().unwrap().contains("attempt"), "{}", score.details);
-        assert_eq!(judge.take_metrics()["judge_unscored"], 1.0);
+        assert_eq!(judge.take_metrics().unwrap()["judge_unscored"], 1.0);
     }
 
     #[test]

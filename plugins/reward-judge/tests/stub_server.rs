@@ -194,7 +194,7 @@ fn request_shape_verdicts_key_and_audit() {
     assert_eq!(body["messages"][1]["role"], "user");
     assert_eq!(body["messages"][1]["content"], "\nProblem: What is question 0?\nAnswer 1: Paris\nAnswer 2: Paris\n");
 
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(
         (metrics["judge_calls"], metrics["judge_yes"], metrics["judge_no"], metrics["judge_unparsed"]),
         (3.0, 1.0, 1.0, 1.0)
@@ -232,7 +232,7 @@ fn a_stalling_server_times_out_and_leaves_items_unscored() {
     assert!(started.elapsed() < Duration::from_secs(10), "bounded wait, took {:?}", started.elapsed());
     assert!(scores.iter().all(|s| s.score.is_nan() && s.decided_by == "judge.unscored"));
     assert!(scores[0].details["error"].as_str().unwrap().contains("timed out"), "{}", scores[0].details);
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_unscored"], 2.0);
     assert_eq!(metrics["judge_failures"], 4.0, "each item tried twice");
     assert_eq!(server.count(), 4);
@@ -251,7 +251,7 @@ fn retries_on_5xx_and_429_then_succeeds() {
     assert_eq!(scores[0].decided_by, "judge.yes");
     assert_eq!(scores[0].details["attempts"], 4);
     assert_eq!(server.count(), 4);
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!((metrics["judge_failures"], metrics["judge_requests"], metrics["judge_unscored"]), (3.0, 4.0, 0.0));
 }
 
@@ -288,7 +288,7 @@ fn a_server_killed_mid_run_counts_unscored_items_and_the_run_completes() {
     assert!(yes >= 2, "answers before the kill are kept ({yes})");
     assert!(unscored >= 10, "items after the kill are unscored ({unscored})");
     assert!(scores.iter().filter(|s| s.decided_by == "judge.unscored").all(|s| s.score.is_nan()));
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_unscored"], unscored as f64);
     assert!(metrics["judge_circuit_open"] > 0.0, "the breaker spares the dead server: {metrics:?}");
     // Later batches (new questions: not in the cache) are unscored at once while the circuit is open.
@@ -314,7 +314,7 @@ fn verdicts_are_cached_by_problem_prediction_and_gold() {
     assert_eq!(decided, first.iter().map(|s| s.decided_by.as_str()).collect::<Vec<_>>());
     assert_eq!(decided, ["judge.yes", "judge.yes", "judge.no"]);
     assert_eq!(second[0].details["cached"], true);
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!((metrics["judge_calls"], metrics["judge_cache_hits"]), (2.0, 4.0));
     drop(judge);
     let audit = std::fs::read_to_string(dir.path().join("judge_audit.jsonl")).unwrap();
@@ -343,7 +343,7 @@ fn a_dead_judge_opens_the_circuit_quickly() {
         );
         assert!(s.details["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    let metrics = judge.take_metrics();
+    let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_unscored"], 30.0);
     assert!(metrics["judge_requests"] < 20.0, "the breaker stops requests: {metrics:?}");
     assert!(metrics["judge_circuit_open"] >= 20.0, "{metrics:?}");
@@ -362,7 +362,7 @@ fn queued_items_never_expire_before_they_get_a_slot() {
     let unscored: Vec<_> = scores.iter().filter(|s| s.decided_by != "judge.yes").collect();
     assert!(unscored.is_empty(), "{} items expired: {:?}", unscored.len(), unscored.first());
     assert_eq!(server.count(), 24);
-    assert_eq!(judge.take_metrics()["judge_unscored"], 0.0);
+    assert_eq!(judge.take_metrics().unwrap()["judge_unscored"], 0.0);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `longrl score`: score saved responses with the configured rewards (by default the rule verifier;
 //! `--judge-url` adds the LLM judge for the hybrid reward). Prints one JSON line per response, then
-//! one summary line with the count and mean score per data source.
+//! one summary line with the count and mean score per data source. A response no reward could
+//! decide (the judge unreachable where the rule failed) prints `"score": null` with the reason and is
+//! left out of the means (`unscored` counts it).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -12,7 +14,7 @@ use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use longrl_config::ComponentConfig;
-use longrl_rollout::RewardSet;
+use longrl_rollout::{RewardSet, is_unscored};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -155,8 +157,17 @@ fn reward_config(global: &GlobalArgs, args: &Args) -> anyhow::Result<longrl_conf
 
 #[derive(Default)]
 struct Tally {
+    /// Scored responses (the mean's divisor).
     n: usize,
     sum: f64,
+    unscored: usize,
+}
+
+impl Tally {
+    /// `None` when nothing was scored: no made-up 0.
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -179,13 +190,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         let scores = rewards.score(&inputs)?;
         for (item, score) in chunk.iter().zip(scores) {
             let tally = tallies.entry(item.input.data_source.clone()).or_default();
-            tally.n += 1;
-            tally.sum += f64::from(score.score);
+            let unscored = is_unscored(&score);
+            if unscored {
+                tally.unscored += 1;
+            } else {
+                tally.n += 1;
+                tally.sum += f64::from(score.score);
+            }
             let record = json!({
                 "line": item.line,
                 "id": item.id,
                 "data_source": item.input.data_source,
-                "score": score.score,
+                "score": (!unscored).then_some(score.score),
                 "decided_by": score.decided_by,
                 "details": score.details,
             });
@@ -195,17 +211,27 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             *metrics.entry(key).or_default() += value;
         }
     }
-    let (n, sum) = tallies.values().fold((0, 0.0), |(n, s), t| (n + t.n, s + t.sum));
+    let total = tallies.values().fold(Tally::default(), |a, t| Tally {
+        n: a.n + t.n,
+        sum: a.sum + t.sum,
+        unscored: a.unscored + t.unscored,
+    });
     let by_source: serde_json::Map<String, serde_json::Value> = tallies
         .iter()
-        .map(|(source, t)| (source.clone(), json!({ "n": t.n, "mean_score": t.sum / t.n as f64 })))
+        .map(|(source, t)| (source.clone(), json!({ "n": t.n, "mean_score": t.mean(), "unscored": t.unscored })))
         .collect();
-    let summary =
-        json!({ "summary": { "n": n, "mean_score": sum / n as f64, "by_source": by_source, "metrics": metrics } });
+    let summary = json!({ "summary": {
+        "n": total.n,
+        "mean_score": total.mean(),
+        "unscored": total.unscored,
+        "by_source": by_source,
+        "metrics": metrics,
+    } });
     writeln!(out, "{summary}")?;
     out.flush()?;
     for (source, t) in &tallies {
-        eprintln!("{source:<32} n={:<6} mean score {:.4}", t.n, t.sum / t.n as f64);
+        let mean = t.mean().map_or("-".to_string(), |m| format!("{m:.4}"));
+        eprintln!("{source:<32} n={:<6} mean score {mean} unscored {}", t.n, t.unscored);
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ use longrl_eval::stages::{self, StageEvalSpec};
 use longrl_eval::{self as eval, EvalSpec};
 use longrl_metrics::plot;
 use longrl_plugins::PluginSet;
+use longrl_report::html::{PageOptions, write_report};
+use longrl_report::rollout_log::{GroupEntry, PromptEntry, RolloutEntry, RolloutLog};
 use longrl_rollout::RewardSet;
 use longrl_train::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan};
 
@@ -132,6 +134,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         overlong,
         length_cache: config.data.cache_lengths.then(|| config.run_dir.join("cache")),
         accuracy_threshold: config.reward.max_score,
+        max_unscored_fraction: config.reward.max_unscored_fraction,
         stop_after_steps: None,
         base_difficulty,
     };
@@ -150,12 +153,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     drop(trainer);
     let plots = plot::plot_run(&config.run_dir, &config.run_dir.join("plots"))?;
     let report = stages::write_report(&config.run_dir, &benchmark_tables(&config.run_dir)?)?;
+    let page = write_report(&config.run_dir, PageOptions::default())?;
     if outcome == Outcome::Finished {
         println!("training finished: {}", config.run_dir.display());
     }
     println!("metrics: {}", config.run_dir.join("metrics.jsonl").display());
     println!("curves: {} file(s) in {}", plots.len(), config.run_dir.join("plots").display());
-    println!("report: {}", report.display());
+    println!("report: {} (web page: {})", report.display(), page.display());
     Ok(())
 }
 
@@ -237,9 +241,17 @@ fn eval_hook<'a>(
         );
     }
     let run_dir = config.run_dir.clone();
-    Ok(Some(Box::new(move |policy: &mut dyn Policy, stage: &str| {
+    let correct_at = config.reward.max_score;
+    Ok(Some(Box::new(move |policy: &mut dyn Policy, stage: &str, step: u64| {
         if !examples.is_empty() {
-            let result = stages::evaluate_examples(policy, &rewards, &examples, &spec, stage)?;
+            // Every question's outputs go to the rollout log as `eval:<stage>` groups.
+            let mut log = RolloutLog::append_to(&run_dir)?;
+            let mut outputs = |example: &Example, user: &str, group: &longrl_rollout::Group| {
+                let (prompt, entry) = eval_log_entry(example, user, group, stage, step, correct_at);
+                log.append(&prompt, &entry)
+            };
+            let result = stages::evaluate_examples(policy, &rewards, &examples, &spec, stage, &mut outputs)?;
+            log.flush()?;
             tracing::info!(stage, accuracy = result.overall.accuracy, n = result.overall.n, "stage evaluation");
             stages::record_stage(&run_dir, &result)?;
         }
@@ -252,6 +264,56 @@ fn eval_hook<'a>(
         stages::write_report(&run_dir, &benchmark_tables(&run_dir)?)?;
         Ok(())
     })))
+}
+
+/// A stage evaluation's question as a rollout-log group (no shaping or advantage: nothing trains on it).
+fn eval_log_entry(
+    example: &Example,
+    user: &str,
+    group: &longrl_rollout::Group,
+    stage: &str,
+    step: u64,
+    correct_at: f32,
+) -> (PromptEntry, GroupEntry) {
+    let prompt = PromptEntry {
+        example: example.id.clone(),
+        data_source: example.data_source.clone(),
+        text: user.to_string(),
+        ground_truth: example.ground_truth.clone(),
+    };
+    let rollouts = group
+        .rollouts
+        .iter()
+        .map(|r| {
+            let scored = !longrl_rollout::is_unscored(&r.score);
+            RolloutEntry {
+                text: r.text.clone(),
+                tokens: r.tokens.len() as u32,
+                finish: match r.finish {
+                    Some(longrl_core::api::FinishReason::Stop) => "stop",
+                    Some(longrl_core::api::FinishReason::Length) => "length",
+                    None => "none",
+                }
+                .to_string(),
+                reward: scored.then_some(r.score.score as f64),
+                shaped_reward: None,
+                advantage: None,
+                decided_by: r.score.decided_by.clone(),
+                reward_details: r.score.details.clone(),
+                correct: scored.then_some(r.score.score >= correct_at),
+            }
+        })
+        .collect();
+    let entry = GroupEntry {
+        step,
+        stage: format!("eval:{stage}"),
+        phase: None,
+        phase_name: None,
+        example: example.id.clone(),
+        data_source: example.data_source.clone(),
+        rollouts,
+    };
+    (prompt, entry)
 }
 
 /// `summary.md` of each stage's benchmark evaluation, in stage order of completion.
