@@ -70,8 +70,9 @@ fn scores_each_line_and_summarises_by_source() {
     let summary = &out[4]["summary"];
     assert_eq!(summary["n"], 4);
     assert_eq!(summary["mean_score"], 0.75);
-    assert_eq!(summary["by_source"]["musique_v1"], json!({"n": 2, "mean_score": 0.5}));
-    assert_eq!(summary["by_source"]["docmath_v1"], json!({"n": 1, "mean_score": 1.0}));
+    assert_eq!(summary["unscored"], 0);
+    assert_eq!(summary["by_source"]["musique_v1"], json!({"n": 2, "mean_score": 0.5, "unscored": 0}));
+    assert_eq!(summary["by_source"]["docmath_v1"], json!({"n": 1, "mean_score": 1.0, "unscored": 0}));
 }
 
 #[test]

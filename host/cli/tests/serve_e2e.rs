@@ -137,7 +137,7 @@ fn items(range: std::ops::Range<usize>) -> Vec<RewardInput> {
 }
 
 #[test]
-fn the_judge_plugin_asks_a_real_longrl_serve_and_falls_back_when_it_dies() {
+fn the_judge_plugin_asks_a_real_longrl_serve_and_leaves_items_unscored_when_it_dies() {
     let mut served = Served::start();
     let run_dir = tempfile::tempdir().unwrap();
     let (_plugins, judge) = judge(&served.base, run_dir.path());
@@ -150,7 +150,7 @@ fn the_judge_plugin_asks_a_real_longrl_serve_and_falls_back_when_it_dies() {
     }
     let metrics = judge.take_metrics().unwrap();
     assert_eq!(metrics["judge_calls"], 6.0);
-    assert_eq!(metrics["judge_fallbacks"], 0.0);
+    assert_eq!(metrics["judge_unscored"], 0.0);
     assert_eq!(metrics["judge_yes"] + metrics["judge_no"] + metrics["judge_unparsed"], 6.0);
     let audit = std::fs::read_to_string(run_dir.path().join("judge_audit.jsonl")).unwrap();
     let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -158,18 +158,19 @@ fn the_judge_plugin_asks_a_real_longrl_serve_and_falls_back_when_it_dies() {
     assert!(lines.iter().all(|l| l["rationale"].is_string() && l["model"] == SERVED_NAME));
     assert_eq!(lines[0]["problem"], "What is the capital 0?");
 
-    // The server dies: new questions fall back, are counted, and the call returns promptly.
+    // The server dies: new questions are unscored (NaN, never a made-up 0), counted, and the call
+    // returns promptly.
     served.kill();
     let started = Instant::now();
     let scores = judge.score(&items(6..16)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    assert!(scores.iter().all(|s| s.decided_by == "judge.unavailable" && s.score == 0.0));
+    assert!(scores.iter().all(|s| s.decided_by == "judge.unscored" && s.score.is_nan()), "{scores:?}");
     let metrics = judge.take_metrics().unwrap();
-    assert_eq!(metrics["judge_fallbacks"], 10.0);
+    assert_eq!(metrics["judge_unscored"], 10.0);
     assert!(metrics["judge_circuit_open"] > 0.0, "{metrics:?}");
     // Cached verdicts still answer without the server.
     let cached = judge.score(&items(0..2)).unwrap();
-    assert!(cached.iter().all(|s| s.decided_by != "judge.unavailable" && s.details["cached"] == true));
+    assert!(cached.iter().all(|s| s.decided_by != "judge.unscored" && s.details["cached"] == true));
 }
 
 const OPENAI_CLIENT: &str = r#"

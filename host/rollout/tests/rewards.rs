@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use longrl_core::api::{Reward, RewardInput, RewardScore};
-use longrl_rollout::RewardSet;
+use longrl_rollout::{RewardSet, is_unscored};
 use serde_json::json;
 
 /// Scores 1 when the response equals the ground truth; stands in for the rule.
@@ -37,6 +37,8 @@ enum Mode {
     Answer,
     /// Every verdict `judge.unavailable` with score 0 (the judge plugin's fallback).
     Unavailable,
+    /// Every verdict `judge.unscored` with score NaN (the judge plugin, unreachable after retries).
+    Unscored,
     /// The call fails.
     Fail,
     /// Returns one score too few.
@@ -79,6 +81,9 @@ impl Reward for &'static FakeJudge {
             Mode::Unavailable => {
                 self.fallbacks.fetch_add(1, Ordering::SeqCst);
                 RewardScore { score: 0.0, decided_by: "judge.unavailable".into(), details: json!({}) }
+            }
+            Mode::Unscored => {
+                RewardScore { score: f32::NAN, decided_by: "judge.unscored".into(), details: json!({"unscored": true}) }
             }
             _ => RewardScore { score: 0.0, decided_by: "judge.no".into(), details: json!({}) },
         };
@@ -175,13 +180,50 @@ fn a_judge_counting_its_own_fallbacks_is_not_double_counted() {
     assert_eq!(set.take_metrics().unwrap()["judge_fallbacks"], 2.0);
 }
 
+/// The scores as `Some(score)`, `None` for unscored responses.
+fn decided(scores: &[RewardScore]) -> Vec<Option<f32>> {
+    scores.iter().map(|s| (!is_unscored(s)).then_some(s.score)).collect()
+}
+
+#[test]
+fn an_unscored_verdict_where_the_rule_failed_leaves_the_response_unscored() {
+    let set = hybrid(judge(Mode::Unscored));
+    let scores = set.score(&batch()).unwrap();
+    // The rule decided the first; the judge could not decide the other two: no made-up 0.
+    assert_eq!(decided(&scores), vec![Some(1.0), None, None]);
+    assert_eq!(scores[1].decided_by, "judge.unscored");
+    assert_eq!(scores[1].details["rule"]["score"], 0.0);
+    assert!(scores[1].details["judge"]["score"].is_null(), "{}", scores[1].details);
+    // Without cascade the judge is asked about everything; a rule score at max_score stands.
+    let all = RewardSet::new(
+        vec![("rule".into(), Box::new(ExactRule)), ("judge".into(), Box::new(judge(Mode::Unscored)))],
+        false,
+        1.0,
+    );
+    assert_eq!(decided(&all.score(&batch()).unwrap()), vec![Some(1.0), None, None]);
+    // Only `*.unscored` verdicts may be NaN.
+    struct Nan;
+    impl Reward for Nan {
+        fn check_sources(&self, _: &[String]) -> longrl_core::Result<()> {
+            Ok(())
+        }
+        fn score(&self, batch: &[RewardInput]) -> longrl_core::Result<Vec<RewardScore>> {
+            Ok(batch.iter().map(|_| RewardScore { score: f32::NAN, decided_by: "nan".into(), details: json!({}) }).collect())
+        }
+    }
+    let bad = RewardSet::new(vec![("nan".into(), Box::new(Nan))], true, 1.0);
+    assert!(bad.score(&batch()).unwrap_err().to_string().contains("non-finite"));
+}
+
 #[test]
 fn failing_judge_never_stalls_scoring() {
     let judge = judge(Mode::Fail);
     let set = hybrid(judge);
     for _ in 0..3 {
         let scores = set.score(&batch()).unwrap();
-        assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
+        // The rule's decision stands where it matched; where it failed the response is unscored.
+        assert_eq!(decided(&scores), vec![Some(1.0), None, None]);
+        assert_eq!(scores[2].decided_by, "judge.failed");
         assert!(scores[2].details["judge"]["error"].as_str().unwrap().contains("connection refused"));
     }
     let metrics = set.take_metrics().unwrap();
@@ -198,6 +240,7 @@ fn wrong_score_count_is_a_fallback_for_a_later_reward_and_an_error_for_the_first
     let set = hybrid(judge(Mode::Short));
     let scores = set.score(&batch()).unwrap();
     assert!(scores[1].details["judge"]["error"].as_str().unwrap().contains("returned 1 scores for 2"));
+    assert_eq!(decided(&scores), vec![Some(1.0), None, None]);
     let first = RewardSet::new(vec![("judge".into(), Box::new(judge(Mode::Short)))], true, 1.0);
     let err = first.score(&batch()).unwrap_err().to_string();
     assert!(err.contains("reward `judge`") && err.contains("2 scores for 3"), "{err}");

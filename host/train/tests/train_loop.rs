@@ -494,6 +494,10 @@ fn killed_and_resumed_run_logs_the_same_metrics() {
     }
     // Keep-last-2 held through the resumes.
     assert_eq!(checkpoint::list(dir.path()).unwrap().len(), 2);
+    // The rollout log (step 10 by default) is the uninterrupted run's too.
+    let log = |d: &Path| std::fs::read_to_string(d.join("rollouts.jsonl")).unwrap();
+    assert!(log(straight.path()).contains("\"step\":10"), "{}", log(straight.path()));
+    assert_eq!(log(dir.path()), log(straight.path()));
 }
 
 fn base_clone(s: &Setup) -> Setup {
@@ -505,4 +509,152 @@ fn base_clone(s: &Setup) -> Setup {
         checkpoint_every: s.checkpoint_every,
         stop_after: s.stop_after,
     }
+}
+
+/// Train with `opts` adjusted by `adjust` and the given reward; the run's outcome.
+fn run_with(
+    run_dir: &Path,
+    s: &Setup,
+    reward: Box<dyn Reward>,
+    adjust: impl FnOnce(&mut TrainOptions),
+) -> anyhow::Result<Outcome> {
+    let mut opts = options(run_dir, s);
+    adjust(&mut opts);
+    let mut c = components(s);
+    c.rewards = RewardSet::new(vec![("c".into(), reward)], true, 1.0);
+    Trainer::new(opts, c, rl_examples(), sft_examples(), None, None)?.run()
+}
+
+fn rl_only(steps: u64) -> Setup {
+    Setup {
+        sft: false,
+        phases: vec![phase("short", 0, 2, steps), phase("long", 2, 4, steps)],
+        lr: 0.1,
+        dynamic: false,
+        checkpoint_every: 0,
+        stop_after: None,
+    }
+}
+
+/// Every logged reward is the reward the step's metrics were computed from, and each example's
+/// prompt is stored once however often it is drawn.
+#[test]
+fn rollout_log_round_trips_with_the_step_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_with(dir.path(), &rl_only(3), Box::new(StartsWithC), |o| {
+        o.train.log_rollouts_every = 1;
+        o.train.log_rollout_groups = 0;
+    })
+    .unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    let records = read_metrics(dir.path()).unwrap();
+    let log = longrl_report::rollout_log::read(&dir.path().join("rollouts.jsonl")).unwrap();
+    let rl: Vec<&Record> = records.iter().filter(|r| r.stage == "rl").collect();
+    assert_eq!(rl.len(), 6);
+    for record in rl {
+        let groups: Vec<_> = log.groups.iter().filter(|g| g.step == record.step).collect();
+        assert_eq!(groups.len(), 4, "step {}: every group of the batch", record.step);
+        assert!(groups.iter().all(|g| g.phase == record.phase && g.stage == "rl"));
+        let rewards: Vec<f64> = groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.reward.unwrap())).collect();
+        assert_eq!(rewards.len(), 4 * 8);
+        let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        assert!((mean - record.values["reward/mean"]).abs() < 1e-12, "step {}: {mean} vs {:?}", record.step, record.values);
+        for g in &groups {
+            let prompt = log.prompt_of(g).expect("the group's prompt is logged");
+            assert_eq!(prompt.ground_truth, "c");
+            for r in &g.rollouts {
+                assert_eq!(r.correct, Some(r.text.starts_with('c')));
+                assert_eq!(r.reward, Some(r.text.starts_with('c') as u8 as f64));
+                assert!(r.advantage.is_some() && r.decided_by == "c");
+            }
+        }
+        // The cue analyser's means are part of the logged step's metrics.
+        assert!(record.values.contains_key("behaviour/grounding/all"), "{:?}", record.values.keys());
+    }
+    let text = std::fs::read_to_string(dir.path().join("rollouts.jsonl")).unwrap();
+    let mut prompt_lines: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "prompt" {
+            *prompt_lines.entry(v["example"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    assert!(prompt_lines.values().all(|&n| n == 1), "{prompt_lines:?}");
+    let drawn: std::collections::BTreeSet<&str> = log.groups.iter().map(|g| g.example.as_str()).collect();
+    assert_eq!(prompt_lines.len(), drawn.len());
+    assert!(log.groups.len() > drawn.len(), "examples were drawn more than once");
+}
+
+/// 1 when the response starts with `c`; responses starting with `a` cannot be decided (a judge that
+/// is down): NaN with an `.unscored` verdict.
+struct UndecidedOnA;
+impl Reward for UndecidedOnA {
+    fn check_sources(&self, _: &[String]) -> Result<()> {
+        Ok(())
+    }
+    fn score(&self, batch: &[RewardInput]) -> Result<Vec<RewardScore>> {
+        Ok(batch
+            .iter()
+            .map(|i| {
+                let (score, decided_by) = if i.response.starts_with('a') {
+                    (f32::NAN, "c.unscored")
+                } else {
+                    (i.response.starts_with('c') as u8 as f32, "c")
+                };
+                RewardScore { score, decided_by: decided_by.into(), details: serde_json::Value::Null }
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn unscored_rollouts_are_masked_counted_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_with(dir.path(), &rl_only(3), Box::new(UndecidedOnA), |o| {
+        o.max_unscored_fraction = 1.0;
+        o.train.log_rollouts_every = 1;
+        o.train.log_rollout_groups = 0;
+    })
+    .unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    let records = read_metrics(dir.path()).unwrap();
+    let unscored: f64 = series(&records, "rl", "reward/unscored").iter().sum();
+    assert!(unscored > 0.0, "a fresh bigram starts with `a` about 1/6 of the time");
+    for r in records.iter().filter(|r| r.stage == "rl") {
+        for key in ["reward/mean", "accuracy", "actor/loss", "advantage/mean"] {
+            assert!(r.values.get(key).is_some_and(|v| v.is_finite()), "step {} {key}: {:?}", r.step, r.values.get(key));
+        }
+    }
+    // The log shows them unscored (no reward, no advantage), never as 0.
+    let log = longrl_report::rollout_log::read(&dir.path().join("rollouts.jsonl")).unwrap();
+    let logged: Vec<_> = log.groups.iter().flat_map(|g| g.rollouts.iter()).filter(|r| r.text.starts_with('a')).collect();
+    assert_eq!(logged.len() as f64, unscored);
+    assert!(logged.iter().all(|r| r.reward.is_none() && r.advantage.is_none() && r.decided_by == "c.unscored"));
+
+    let strict = tempfile::tempdir().unwrap();
+    let error = run_with(strict.path(), &rl_only(3), Box::new(UndecidedOnA), |o| o.max_unscored_fraction = 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unscored") && error.contains("reward.max_unscored_fraction"), "{error}");
+}
+
+/// With no difficulty file given, the trainer scores the base model (here: the policy before RL)
+/// on every example a phase admits, once, before the first phase.
+#[test]
+fn base_difficulty_is_scored_before_the_first_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base_difficulty.jsonl");
+    let outcome = run_with(dir.path(), &rl_only(1), Box::new(StartsWithC), |o| o.base_difficulty = Some(path.clone()))
+        .unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), rows.len(), "one line per example");
+    assert_eq!(rows.len(), rl_examples().len(), "every example is admitted by a phase");
+    for r in &rows {
+        let mean = r["mean_reward"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&mean) && (mean * 8.0).fract() == 0.0, "a mean of 8 rollouts: {r}");
+    }
+    assert!(rows.iter().any(|r| r["mean_reward"].as_f64().unwrap() > 0.0), "{text}");
 }

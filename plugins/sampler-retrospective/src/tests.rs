@@ -61,11 +61,27 @@ fn assert_binomial(got: usize, n: usize, p: f64, what: &str) {
 fn the_paper_default_needs_the_base_model_file() {
     let e = RetrospectiveSampler::create(&json!({}), &ComponentContext::default()).err().unwrap().to_string();
     assert!(e.contains("difficulty_file") && e.contains("longrl difficulty") && e.contains("online"), "{e}");
-    let e = RetrospectiveSampler::create(&json!({"difficulty_file": "/nope/d.jsonl"}), &ComponentContext::default())
-        .err()
-        .unwrap()
-        .to_string();
+    // A file that does not exist yet is the one the trainer writes at RL start: read when the
+    // first phase begins, and an error naming it if it is still missing then.
+    let mut s = sampler(json!({"difficulty_file": "/nope/d.jsonl"}));
+    let e = s.begin_phase(0, &items(0..6)).unwrap_err().to_string();
     assert!(e.contains("/nope/d.jsonl"), "{e}");
+}
+
+#[test]
+fn a_difficulty_file_written_after_creation_is_read_when_the_first_phase_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base_difficulty.jsonl");
+    let mut s = sampler(json!({ "difficulty_file": path }));
+    std::fs::copy(base_model_file().path(), &path).unwrap();
+    s.begin_phase(0, &items(0..6)).unwrap();
+    let m = s.metrics().unwrap();
+    assert_eq!(m["pool_size"], 6.0);
+    // Saved and restored into a sampler created once the file exists: the same state.
+    let state = s.save_state().unwrap();
+    let mut t = sampler(json!({ "difficulty_file": path }));
+    t.load_state(&state).unwrap();
+    assert_eq!(t.next_batch(6).unwrap(), s.next_batch(6).unwrap());
 }
 
 #[test]
