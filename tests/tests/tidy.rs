@@ -136,3 +136,21 @@ fn the_configuration_reference_documents_every_key() {
     }
     assert!(missing.is_empty(), "docs/configuration.md does not document: {missing:?}");
 }
+
+/// `cargo fmt --all --check`: the tree is formatted (rustfmt.toml). Clippy runs as a step of
+/// `cargo xtask test` instead: checking the workspace takes minutes, too long for a test.
+#[test]
+fn the_tree_is_rustfmt_clean() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["fmt", "--all", "--check"])
+        .output()
+        .expect("run cargo fmt");
+    assert!(
+        output.status.success(),
+        "cargo fmt --all --check failed: run `cargo fmt --all`\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -53,7 +53,6 @@ fn parse<T: DeserializeOwned>(component: &str, call: &str, json: RString) -> Res
     })
 }
 
-#[cfg(feature = "tensor")]
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }

@@ -4,9 +4,9 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use abi_stable::std_types::{RResult, RSlice, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 #[cfg(feature = "tensor")]
-use {super::TensorHandle, abi_stable::std_types::RStr, std::path::Path};
+use {super::TensorHandle, std::path::Path};
 
 use super::traits::*;
 use super::types::*;

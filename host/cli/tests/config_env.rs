@@ -51,3 +51,21 @@ fn unknown_environment_key_names_the_variable_layer() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("learning_rate") && stderr.contains("LONGRL_"), "{stderr}");
 }
+
+#[test]
+fn a_stray_longrl_variable_is_a_warning_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.toml");
+    std::fs::write(&file, "seed = 1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_longrl"))
+        .args(["--config", file.to_str().unwrap(), "config", "show"])
+        .env("LONGRL_LONGBENCH_ROWS_DIR", "/data/longbench")
+        .env("LONGRL_SEED", "4")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("LONGRL_LONGBENCH_ROWS_DIR is not a config key"), "{stderr}");
+    let config: toml::Table = String::from_utf8_lossy(&output.stdout).parse().unwrap();
+    assert_eq!(config["seed"].as_integer(), Some(4), "the real config variables still apply");
+}

@@ -5,6 +5,7 @@
 mod data;
 mod dist;
 mod eval;
+mod resume;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub use longrl_inference::config::RolloutConfig;
 pub use data::*;
 pub use dist::*;
 pub use eval::*;
+pub use resume::{Change, changes_on_resume};
 pub use train::*;
 
 /// Environment variables with the `LONGRL_` prefix that are not config keys.
@@ -148,7 +150,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("LONGRL_").split("__").ignore(NON_CONFIG_ENV));
+        figment = figment.merge(environment_layer());
         for item in &sources.overrides {
             let (key, value) = parse_override(item)?;
             let (key, value) = into_array_element(&figment, item, &key, value)?;
@@ -202,6 +204,32 @@ impl Config {
     pub fn to_toml(&self) -> anyhow::Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+}
+
+/// `LONGRL_<SECTION>[__<KEY>...]` variables whose first segment is a config key. Others (a tool's
+/// `LONGRL_SOMETHING` that is no config key) are left out with a warning rather than failing every
+/// command; a variable naming a real section with an unknown key stays an error naming it.
+fn environment_layer() -> Env {
+    let top_level: Vec<String> = match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(keys)) => keys.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let is_config = |section: &str| top_level.iter().any(|key| key.eq_ignore_ascii_case(section));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let Some(rest) = name.strip_prefix("LONGRL_") else { continue };
+        let section = rest.split("__").next().unwrap_or_default();
+        if !NON_CONFIG_ENV.contains(&rest) && !is_config(section) {
+            tracing::warn!(
+                "environment variable {name} is not a config key (no top-level key `{}`): ignored",
+                section.to_lowercase()
+            );
+        }
+    }
+    Env::prefixed("LONGRL_").split("__").ignore(NON_CONFIG_ENV).filter(move |key| {
+        let section = key.as_str().split('.').next().unwrap_or_default();
+        top_level.iter().any(|k| k.eq_ignore_ascii_case(section))
+    })
 }
 
 /// `a.b.c=value` → (`a.b.c`, value parsed as a TOML value, or the raw string).

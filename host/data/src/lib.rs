@@ -4,6 +4,7 @@
 //! and parsed by [`rows`], so every format accepts the same keys and every bad row is an error naming
 //! the file, the row (1-based) and the key.
 
+mod json_rows;
 pub mod lengths;
 pub mod parquet;
 pub mod prompt;
@@ -13,13 +14,12 @@ pub mod template;
 pub mod truncate;
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use json_rows::read_json_objects;
 pub use lengths::{Admission, AdmittedExample, OverlongPolicy, admit, prompt_lengths};
 pub use longrl_config::{DEFAULT_DATA_SOURCE, DataConfig};
 
@@ -116,35 +116,18 @@ pub fn load_sft_examples(files: &[PathBuf], max_examples: usize) -> anyhow::Resu
     Ok(examples)
 }
 
-/// The rows of a `.parquet`, `.jsonl` or `.json` (JSON lines) file as JSON objects, each with its
-/// 1-based row number (the line number in JSONL, where blank lines are skipped).
+/// The rows of a `.parquet`, `.jsonl` or `.json` file (JSON lines or an array of objects) as JSON
+/// objects, each with its 1-based row number (the line number in JSON lines, where blank lines are
+/// skipped; the element number in an array).
 pub fn read_rows(path: &Path) -> anyhow::Result<Vec<(usize, Map<String, Value>)>> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
         "parquet" => Ok(parquet::read_rows(path)?.into_iter().enumerate().map(|(i, r)| (i + 1, r)).collect()),
-        "jsonl" | "json" => read_jsonl(path),
+        "jsonl" | "json" => read_json_objects(path, "row"),
         _ => {
             anyhow::bail!("{}: unknown data file extension `{extension}`; expected .parquet or .jsonl", path.display())
         }
     }
-}
-
-/// JSON lines: one object per non-blank line; the row number is the line number.
-fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Map<String, Value>)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut rows = Vec::new();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}: cannot read", path.display(), index + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(object)) => rows.push((index + 1, object)),
-            Ok(_) => anyhow::bail!("{}: row {}: not a JSON object", path.display(), index + 1),
-            Err(e) => anyhow::bail!("{}: row {}: invalid JSON: {e}", path.display(), index + 1),
-        }
-    }
-    Ok(rows)
 }
 
 fn file_stem(path: &Path) -> String {

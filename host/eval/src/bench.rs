@@ -4,10 +4,8 @@
 //! with, the gold answer the reference scores against, and the row's id.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde_json::{Map, Value};
 
 /// A benchmark of Table 4, in the paper's column order.
@@ -189,32 +187,7 @@ pub fn resolve_files(
 /// Rows of a `.jsonl` file (one object per non-blank line) or a `.json` file (a JSON array, or
 /// JSON lines), each with its 1-based line (or array element) number.
 pub fn read_objects(file: &Path) -> anyhow::Result<Vec<(usize, Map<String, Value>)>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
-    if text.trim_start().starts_with('[') {
-        let items: Vec<Value> =
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid JSON array: {e}", file.display()))?;
-        return items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                Value::Object(object) => Ok((i + 1, object)),
-                _ => anyhow::bail!("{}: element {}: not a JSON object", file.display(), i + 1),
-            })
-            .collect();
-    }
-    let mut rows = Vec::new();
-    for (index, line) in std::io::BufReader::new(text.as_bytes()).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}: cannot read", file.display(), index + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(object)) => rows.push((index + 1, object)),
-            Ok(_) => anyhow::bail!("{}: line {}: not a JSON object", file.display(), index + 1),
-            Err(e) => anyhow::bail!("{}: line {}: invalid JSON: {e}", file.display(), index + 1),
-        }
-    }
-    Ok(rows)
+    longrl_data::read_json_objects(file, "line")
 }
 
 /// Every row of a benchmark file; a bad row is an error naming the file, line and key. Ids must

@@ -1,5 +1,8 @@
 //! Checkpoint directories `RUN_DIR/checkpoints/step-XXXXXX/`: written under a temporary name and
 //! renamed when complete (a crash never leaves a half checkpoint that looks whole), the last K kept.
+//! Saving a step again (a phase that ends on a periodic checkpoint's step) moves the old directory
+//! aside before the new one takes its name, so a crash at any point leaves one whole checkpoint of
+//! that step: the next listing puts back a set-aside one that was not replaced.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +10,8 @@ use anyhow::Context;
 
 const PREFIX: &str = "step-";
 const TEMP_PREFIX: &str = ".tmp-";
+/// A checkpoint being replaced by a new one of the same step: `.replaced-step-XXXXXX-<pid>`.
+const REPLACED_PREFIX: &str = ".replaced-";
 /// Written last inside a checkpoint; its presence marks the directory complete.
 pub const COMPLETE_MARKER: &str = "trainer.json";
 
@@ -44,20 +49,27 @@ pub fn write_atomic(
         anyhow::bail!("checkpoint {name}: {COMPLETE_MARKER} was not written");
     }
     let target = root.join(&name);
+    let replaced = root.join(format!("{REPLACED_PREFIX}{name}-{}", std::process::id()));
     if target.exists() {
-        std::fs::remove_dir_all(&target).with_context(|| format!("replacing {}", target.display()))?;
+        std::fs::rename(&target, &replaced)
+            .with_context(|| format!("moving {} aside to replace it", target.display()))?;
     }
     std::fs::rename(&temp, &target).with_context(|| format!("renaming {} to {}", temp.display(), target.display()))?;
+    if replaced.exists() {
+        std::fs::remove_dir_all(&replaced).with_context(|| format!("deleting {}", replaced.display()))?;
+    }
     prune(run_dir, keep)?;
     Ok(target)
 }
 
-/// Complete checkpoints, oldest first.
+/// Complete checkpoints, oldest first (after putting back a checkpoint whose replacement a crash
+/// interrupted).
 pub fn list(run_dir: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     let root = checkpoints_dir(run_dir);
     if !root.exists() {
         return Ok(Vec::new());
     }
+    restore_interrupted_replacements(&root)?;
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&root).with_context(|| format!("listing {}", root.display()))? {
         let entry = entry?;
@@ -73,6 +85,29 @@ pub fn list(run_dir: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
 
 pub fn latest(run_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(list(run_dir)?.pop().map(|(_, p)| p))
+}
+
+/// A `.replaced-step-N-*` directory is the old checkpoint of step N set aside while a new one took
+/// its name: deleted when `step-N` is complete, else renamed back to `step-N`.
+fn restore_interrupted_replacements(root: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = file_name.strip_prefix(REPLACED_PREFIX) else { continue };
+        let Some((name, _pid)) = rest.rsplit_once('-') else { continue };
+        let target = root.join(name);
+        if target.join(COMPLETE_MARKER).exists() {
+            std::fs::remove_dir_all(entry.path()).with_context(|| format!("deleting {}", entry.path().display()))?;
+        } else if entry.path().join(COMPLETE_MARKER).exists() {
+            tracing::warn!("restoring {} (its replacement was interrupted)", target.display());
+            if target.exists() {
+                std::fs::remove_dir_all(&target)?;
+            }
+            std::fs::rename(entry.path(), &target)
+                .with_context(|| format!("restoring {} from {}", target.display(), entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Delete complete checkpoints beyond the newest `keep`, and leftovers of interrupted writes.
@@ -150,5 +185,36 @@ mod tests {
         write(run.path(), 4, 2).unwrap();
         assert!(!root.join(".tmp-step-000009-1").exists());
         assert_eq!(latest(run.path()).unwrap().unwrap().file_name().unwrap(), "step-000004");
+    }
+
+    #[test]
+    fn saving_a_step_again_replaces_it_and_a_crash_midway_keeps_one_whole() {
+        let run = tempfile::tempdir().unwrap();
+        let root = checkpoints_dir(run.path());
+        write(run.path(), 7, 2).unwrap();
+        std::fs::write(root.join("step-000007/payload"), "old").unwrap();
+        write(run.path(), 7, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("step-000007/payload")).unwrap(), "7");
+        let names = |root: &Path| -> Vec<String> {
+            let mut n: Vec<String> = std::fs::read_dir(root)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&root), vec!["step-000007".to_string()], "nothing is left beside the new one");
+
+        // Killed after moving the old one aside, before the new one took its name: the old one comes back.
+        std::fs::rename(root.join("step-000007"), root.join(".replaced-step-000007-42")).unwrap();
+        std::fs::create_dir_all(root.join(".tmp-step-000007-42")).unwrap();
+        let steps: Vec<u64> = list(run.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![7]);
+        assert_eq!(std::fs::read_to_string(root.join("step-000007/payload")).unwrap(), "7");
+        // Killed after the new one took its name: the set-aside old one goes.
+        std::fs::create_dir_all(root.join(".replaced-step-000007-43")).unwrap();
+        std::fs::write(root.join(".replaced-step-000007-43").join(COMPLETE_MARKER), "{}").unwrap();
+        assert_eq!(latest(run.path()).unwrap().unwrap().file_name().unwrap(), "step-000007");
+        assert!(!root.join(".replaced-step-000007-43").exists());
     }
 }

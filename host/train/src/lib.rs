@@ -7,6 +7,7 @@
 
 mod base_difficulty;
 pub mod checkpoint;
+pub mod checks;
 mod optim;
 pub mod plan;
 mod prompts;

@@ -141,7 +141,17 @@ impl<'a> Trainer<'a> {
             let prepared =
                 RlPrompts::prepare(c.policy.as_ref(), rl_examples, limit, opts.overlong, opts.length_cache.as_deref())?;
             for (k, spec) in phases.iter().enumerate() {
-                tracing::info!(phase = k, name = %spec.name, pool = prepared.pool(spec).len(), "phase pool");
+                let pool = prepared.pool(spec).len();
+                tracing::info!(phase = k, name = %spec.name, pool, "phase pool");
+                // Found now rather than when the phase begins, hours into the run.
+                if pool == 0 {
+                    anyhow::bail!(
+                        "phase {k} (`{}`) admits no examples: no prompt has {} < tokens <= {}",
+                        spec.name,
+                        spec.min_input_tokens_exclusive,
+                        spec.max_input_tokens
+                    );
+                }
             }
             Some(prepared)
         } else {

@@ -658,3 +658,78 @@ fn base_difficulty_is_scored_before_the_first_phase() {
     }
     assert!(rows.iter().any(|r| r["mean_reward"].as_f64().unwrap() > 0.0), "{text}");
 }
+
+/// Draws fixed indices, whatever the pool.
+struct Fixed(Vec<u32>);
+impl Sampler for Fixed {
+    fn begin_phase(&mut self, _: usize, _: &[PoolItem]) -> Result<()> {
+        Ok(())
+    }
+    fn next_batch(&mut self, n: usize) -> Result<Vec<u32>> {
+        Ok(self.0.iter().copied().cycle().take(n).collect())
+    }
+    fn observe(&mut self, _: u32, _: &[f32]) -> Result<()> {
+        Ok(())
+    }
+    fn epochs_completed(&self) -> Result<u64> {
+        Ok(0)
+    }
+    fn save_state(&self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+    fn load_state(&mut self, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One advantage too few.
+struct ShortAdvantages;
+impl Algorithm for ShortAdvantages {
+    fn settings(&self) -> Result<AlgorithmSettings> {
+        Ok(AlgorithmSettings::default())
+    }
+    fn shape_reward(&self, reward: f32, _: u32, _: u32) -> Result<f32> {
+        Ok(reward)
+    }
+    fn keep_group(&self, _: &[f32]) -> Result<bool> {
+        Ok(true)
+    }
+    fn advantages(&self, rewards: &[f32], _: &[u32]) -> Result<Vec<f32>> {
+        Ok(vec![0.0; rewards.len() - 1])
+    }
+    fn loss(&self, i: &LossInputs) -> Result<LossOutput> {
+        Ok(LossOutput { loss: i.logprobs.sum(Kind::Float), metrics: BTreeMap::new() })
+    }
+}
+
+/// The first RL step's error with `sampler` and `algorithm` swapped in.
+fn first_rl_error(sampler: Box<dyn Sampler>, algorithm: Box<dyn Algorithm>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup {
+        sft: false,
+        phases: vec![phase("short", 0, 2, 2), phase("long", 2, 4, 2)],
+        lr: 0.0,
+        dynamic: false,
+        checkpoint_every: 0,
+        stop_after: None,
+    };
+    let names = ComponentNames { sampler: "fixed".into(), algorithm: "short".into(), ..ComponentNames::default() };
+    let c = Components { sampler, algorithm, names, ..components(&s) };
+    let mut trainer = Trainer::new(options(dir.path(), &s), c, rl_examples(), Vec::new(), None, None).unwrap();
+    format!("{:#}", trainer.run().unwrap_err())
+}
+
+#[test]
+fn sampler_draws_outside_the_phase_pools_are_errors_naming_the_sampler() {
+    let e = first_rl_error(Box::new(Fixed(vec![0, 99])), Box::new(Grpo));
+    assert!(e.contains("sampler `fixed` returned index 99") && e.contains("12 examples"), "{e}");
+    // Example 6 (`abc`, 3 tokens) belongs to phase 1 only: drawn in phase 0 it is an error.
+    let e = first_rl_error(Box::new(Fixed(vec![6])), Box::new(Grpo));
+    assert!(e.contains("sampler `fixed` returned index 6 (example `ex6`") && e.contains("phase 0 (`short`)"), "{e}");
+}
+
+#[test]
+fn an_algorithm_returning_too_few_advantages_is_an_error_naming_it() {
+    let e = first_rl_error(Box::new(Shuffled { seed: 1, ..Default::default() }), Box::new(ShortAdvantages));
+    assert!(e.contains("algorithm `short` returned 31 advantages for 32 rollouts"), "{e}");
+}

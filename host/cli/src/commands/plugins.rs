@@ -14,7 +14,9 @@ pub enum PluginsCommand {
     List,
     /// The components, build versions and documented config of one library.
     Inspect { path: PathBuf },
-    /// Scaffold a plugin crate: Cargo.toml, src/lib.rs (a component, its config, the export line and
+    /// Scaffold a plugin crate to start from.
+    ///
+    /// Writes Cargo.toml, src/lib.rs (a working component, its documented config, the export line and
     /// a unit test) and a README. Reward, sampler and curriculum plugins build without libtorch.
     New {
         /// Crate and component name (lower-case letters, digits, `-`, `_`).

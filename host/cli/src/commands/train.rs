@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use longrl_core::api::{ComponentContext, GenerationParams, Policy};
+use longrl_core::api::{ComponentContext, ComponentKind, GenerationParams, Policy};
 
 use crate::cli::GlobalArgs;
-use longrl_config::{Config, resolve};
+use longrl_config::{ComponentConfig, Config, resolve};
 use longrl_data::{self as data, Example, LoadOptions};
 use longrl_eval::stages::{self, StageEvalSpec};
 use longrl_eval::{self as eval, EvalSpec};
@@ -16,7 +16,7 @@ use longrl_plugins::PluginSet;
 use longrl_report::html::{PageOptions, write_report};
 use longrl_report::rollout_log::{GroupEntry, PromptEntry, RolloutEntry, RolloutLog};
 use longrl_rollout::RewardSet;
-use longrl_train::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, plan};
+use longrl_train::{ComponentNames, Components, EvalHook, Outcome, TrainOptions, Trainer, checkpoint, checks, plan};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,7 +31,16 @@ pub struct Args {
     /// Validate the config, load the plugins and print the plan; train nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --resume: continue although the config changes keys that alter what is trained (the run's
+    /// stored config.toml is compared); the changes are recorded in RUN_DIR/config-changes.jsonl.
+    #[arg(long, requires = "resume")]
+    pub allow_config_change: bool,
 }
+
+/// The run's config as it started (or last resumed), compared on `--resume`.
+const CONFIG_FILE: &str = "config.toml";
+/// Config changes accepted with `--allow-config-change`, one JSON line per resume.
+const CONFIG_CHANGES_FILE: &str = "config-changes.jsonl";
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut config = global.load_config()?;
@@ -51,6 +60,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let sampler = plugins.sampler(&config.sampler.name, &config.sampler.config, &ctx)?;
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
     let settings = algorithm.settings()?;
+    let phases = curriculum.phases()?;
+    let algorithm_table = with_defaults(&plugins, ComponentKind::Algorithm, &config.algorithm);
+    let sampler_table = with_defaults(&plugins, ComponentKind::Sampler, &config.sampler);
+    checks::refuse_impossible(
+        &config,
+        &phases,
+        &checks::PluginTables { algorithm: &algorithm_table, sampler: &sampler_table },
+    )?;
     let mut missing = Vec::new();
     for (key, files) in [
         ("data.train_files", &config.data.train_files),
@@ -73,10 +90,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             format!("sampler/{}", config.sampler.name),
         ];
         used.extend(config.reward.components.iter().map(|c| format!("reward/{}", c.name)));
-        if plugins.info(longrl_core::api::ComponentKind::Policy, &config.policy.name).is_none() {
+        if plugins.info(ComponentKind::Policy, &config.policy.name).is_none() {
             anyhow::bail!("no policy plugin named `{}` was found", config.policy.name);
         }
-        print!("{}", plan::render(&config, &curriculum.phases()?, &settings, &device, &used)?);
+        print!("{}", plan::render(&config, &phases, &settings, &device, &used)?);
         if !missing.is_empty() {
             println!("missing (needed before a real run):\n{}", missing.join("\n"));
         }
@@ -100,8 +117,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         Some(Some(dir)) => Some(resolve(dir)),
     };
+    if let Some(checkpoint) = &resume {
+        compare_stored_config(&config, checkpoint, args.allow_config_change)?;
+    }
     std::fs::create_dir_all(&config.run_dir).with_context(|| format!("creating {}", config.run_dir.display()))?;
-    std::fs::write(config.run_dir.join("config.toml"), config.to_toml()?)?;
+    std::fs::write(config.run_dir.join(CONFIG_FILE), config.to_toml()?)?;
 
     let policy = plugins.policy(&config.policy.name, &config.policy.config, &ctx)?;
     let reference = if settings.needs_reference {
@@ -333,4 +353,59 @@ fn benchmark_tables(run_dir: &std::path::Path) -> anyhow::Result<Vec<(String, St
     }
     out.sort();
     Ok(out.into_iter().map(|(_, stage, md)| (stage, md)).collect())
+}
+
+/// A component's config table with the plugin's defaults for the keys it leaves unset.
+fn with_defaults(
+    plugins: &PluginSet,
+    kind: ComponentKind,
+    component: &ComponentConfig,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut table: serde_json::Map<String, serde_json::Value> = plugins
+        .info(kind, &component.name)
+        .map(|info| info.config.iter().map(|key| (key.key.clone(), key.default.clone())).collect())
+        .unwrap_or_default();
+    if let Some(set) = component.config.as_object() {
+        table.extend(set.clone());
+    }
+    table
+}
+
+/// `--resume`: this config against the one the run stored. A change that alters what is trained
+/// (anything but where files go, progress display, checkpoint cadence, the step cap and evaluation)
+/// would make the resumed run another run: refused, or with `allow` recorded and warned about.
+fn compare_stored_config(config: &Config, checkpoint: &std::path::Path, allow: bool) -> anyhow::Result<()> {
+    let path = config.run_dir.join(CONFIG_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        tracing::warn!("{} is missing: the resumed config cannot be compared with the run's", path.display());
+        return Ok(());
+    };
+    let stored: toml::Table = text.parse().with_context(|| format!("reading {}", path.display()))?;
+    let changes = longrl_config::changes_on_resume(&stored, config)?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = changes.iter().map(|c| format!("`{}`: {} -> {}", c.key, c.stored, c.now)).collect();
+    if !allow {
+        anyhow::bail!(
+            "--resume: this config changes what the run trains, against its stored {}: {}. Resume with the run's \
+             config, or pass --allow-config-change to continue anyway (the changes are then recorded in {})",
+            path.display(),
+            listed.join("; "),
+            config.run_dir.join(CONFIG_CHANGES_FILE).display()
+        );
+    }
+    tracing::warn!("resuming with config changes: {}", listed.join("; "));
+    let record = serde_json::json!({
+        "resumed_from": checkpoint.display().to_string(),
+        "changes": changes.iter().map(|c| serde_json::json!({"key": c.key, "stored": c.stored, "now": c.now})).collect::<Vec<_>>(),
+    });
+    let log = config.run_dir.join(CONFIG_CHANGES_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    std::io::Write::write_all(&mut file, format!("{record}\n").as_bytes())?;
+    Ok(())
 }
