@@ -55,7 +55,11 @@ fn run(args: &[&str], log: &Path) -> String {
     let output = longrl(args, log).output().unwrap();
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(40).collect();
-    assert!(output.status.success(), "longrl {args:?} failed; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    assert!(
+        output.status.success(),
+        "longrl {args:?} failed; log tail:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -74,9 +78,7 @@ impl Drop for Server {
 
 fn serve(model: &Path, log: &Path) -> Server {
     let args = ["serve", "--port", "0", "--weight-transfer", "--set", "policy.config.dtype=\"float32\"", "--model"];
-    let mut child = longrl(&[&args[..], &[model.to_str().unwrap()]].concat(), log)
-        .spawn()
-        .unwrap();
+    let mut child = longrl(&[&args[..], &[model.to_str().unwrap()]].concat(), log).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -119,15 +121,46 @@ fn train_against_longrl_serve_with_weight_transfer() {
     let dir = tmp.path();
     let data = dir.join("data");
     let synth = [
-        "data", "synth", "--seed", "0", "--train", "8", "--eval", "2", "--sft", "2", "--lengths", "128",
-        "--vocab-size", "512", "--out", data.to_str().unwrap(),
+        "data",
+        "synth",
+        "--seed",
+        "0",
+        "--train",
+        "8",
+        "--eval",
+        "2",
+        "--sft",
+        "2",
+        "--lengths",
+        "128",
+        "--vocab-size",
+        "512",
+        "--out",
+        data.to_str().unwrap(),
     ];
     run(&synth, &dir.join("synth.log"));
     let model = dir.join("model");
     let tokenizer = data.join("tokenizer.json");
     let init = [
-        "model", "init", "--arch", "qwen2", "--hidden", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
-        "--intermediate", "64", "--seed", "3", "--tokenizer", tokenizer.to_str().unwrap(), "--out",
+        "model",
+        "init",
+        "--arch",
+        "qwen2",
+        "--hidden",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--seed",
+        "3",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
         model.to_str().unwrap(),
     ];
     run(&init, &dir.join("init.log"));
@@ -194,7 +227,7 @@ dir = {weights}
 
     // The weight version advanced once per step, and each step's rollouts came from the server with
     // the trainer's own weights: its log-probs equal the trainer's up to float rounding.
-    let records = read_metrics(&run_dir.join("metrics.jsonl")).unwrap();
+    let records = read_metrics(&run_dir).unwrap();
     let rl: Vec<_> = records.iter().filter(|r| r.stage == "rl").collect();
     assert_eq!(rl.len() as u64, STEPS);
     for (i, record) in rl.iter().enumerate() {
@@ -222,7 +255,10 @@ dir = {weights}
         files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
     };
     assert!(!safetensors(&checkpoint).is_empty());
-    assert!(safetensors(&checkpoint) == safetensors(&published), "the server loaded other weights than the checkpoint's");
+    assert!(
+        safetensors(&checkpoint) == safetensors(&published),
+        "the server loaded other weights than the checkpoint's"
+    );
     let initial = safetensors(&model);
     assert!(initial != safetensors(&checkpoint), "training changed no weight");
 
@@ -231,8 +267,18 @@ dir = {weights}
     std::fs::write(&ids_file, serde_json::to_string(&prompt).unwrap()).unwrap();
     let local: Value = serde_json::from_str(&run(
         &[
-            "generate", "--model", checkpoint.to_str().unwrap(), "--prompt-ids", ids_file.to_str().unwrap(),
-            "--temperature", "0", "--max-new-tokens", "12", "--dtype", "float32", "--json",
+            "generate",
+            "--model",
+            checkpoint.to_str().unwrap(),
+            "--prompt-ids",
+            ids_file.to_str().unwrap(),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "12",
+            "--dtype",
+            "float32",
+            "--json",
         ],
         &dir.join("generate.log"),
     ))

@@ -311,8 +311,12 @@ pub fn score_predictions(
             }
             rows.push(row);
             users.push(prompt::user_message(row));
-            groups
-                .push(responses.into_iter().map(|text| Response { tokens: Vec::new(), text, finish: None, logprobs: Vec::new() }).collect());
+            groups.push(
+                responses
+                    .into_iter()
+                    .map(|text| Response { tokens: Vec::new(), text, finish: None, logprobs: Vec::new() })
+                    .collect(),
+            );
         }
         if no_prediction > 0 {
             tracing::warn!(

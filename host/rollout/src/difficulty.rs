@@ -45,21 +45,17 @@ pub fn score_difficulty(
         anyhow::bail!("{} ids for {} prompts", ids.len(), prompts.len());
     }
     let mut rows = Vec::with_capacity(prompts.len());
-    for (b, (part, part_ids)) in
-        prompts.chunks(batch_prompts.max(1)).zip(ids.chunks(batch_prompts.max(1))).enumerate()
+    for (b, (part, part_ids)) in prompts.chunks(batch_prompts.max(1)).zip(ids.chunks(batch_prompts.max(1))).enumerate()
     {
         let seed = seed_of_batch(b as u64);
-        let spec = RolloutSpec { params: params.clone(), batch_prompts: 0, seed_of_call: &|_| seed, strip_responses: false };
+        let spec =
+            RolloutSpec { params: params.clone(), batch_prompts: 0, seed_of_call: &|_| seed, strip_responses: false };
         let rolled = roll_out(generator, rewards, part, &spec, &mut |_| {})?;
         for (id, group) in part_ids.iter().zip(&rolled.groups) {
             let scored: Vec<f64> =
                 group.rollouts.iter().map(|r| r.score.score as f64).filter(|s| s.is_finite()).collect();
             let mean_reward = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
-            rows.push(DifficultyRow {
-                id: id.to_string(),
-                mean_reward,
-                unscored: group.rollouts.len() - scored.len(),
-            });
+            rows.push(DifficultyRow { id: id.to_string(), mean_reward, unscored: group.rollouts.len() - scored.len() });
         }
         on_done(part.len());
     }
@@ -85,7 +81,10 @@ pub fn write_difficulty(path: &Path, rows: &[DifficultyRow], smoothing: f64) -> 
         });
         writeln!(out, "{line}").with_context(|| format!("writing {}", temp.display()))?;
     }
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("writing {}", temp.display()))?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", temp.display()))?;
     std::fs::rename(&temp, path).with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
     Ok(())
 }

@@ -129,8 +129,11 @@ pub fn roll_out(
         let mut generations = generated.generations.into_iter();
         for _ in part {
             let group = generations.by_ref().take(rollouts);
-            responses
-                .push(group.map(|g| Response { tokens: g.tokens, text: g.text, finish: Some(g.finish), logprobs: g.logprobs }).collect());
+            responses.push(
+                group
+                    .map(|g| Response { tokens: g.tokens, text: g.text, finish: Some(g.finish), logprobs: g.logprobs })
+                    .collect(),
+            );
         }
         on_generated(part.len() * rollouts);
     }

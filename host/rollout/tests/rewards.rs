@@ -208,7 +208,10 @@ fn an_unscored_verdict_where_the_rule_failed_leaves_the_response_unscored() {
             Ok(())
         }
         fn score(&self, batch: &[RewardInput]) -> longrl_core::Result<Vec<RewardScore>> {
-            Ok(batch.iter().map(|_| RewardScore { score: f32::NAN, decided_by: "nan".into(), details: json!({}) }).collect())
+            Ok(batch
+                .iter()
+                .map(|_| RewardScore { score: f32::NAN, decided_by: "nan".into(), details: json!({}) })
+                .collect())
         }
     }
     let bad = RewardSet::new(vec![("nan".into(), Box::new(Nan))], true, 1.0);

@@ -33,6 +33,8 @@ pub struct VariantSummary {
     pub rows: Vec<Row>,
     /// `final` minus `sft` (points), per seed, where the runs evaluated after SFT.
     pub gain_over_sft: Vec<Row>,
+    /// Each finished seed's run report page (`report.html`), relative to the sweep's directory.
+    pub reports: BTreeMap<u64, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,7 +159,16 @@ impl Summary {
                     (*seed, diff)
                 })
                 .collect();
+            let reports = runs
+                .iter()
+                .filter_map(|r| {
+                    let page = r.cell.run_dir.join(longrl_report::html::REPORT_FILE);
+                    let shown = page.strip_prefix(&plan.out).unwrap_or(&page).display().to_string();
+                    page.exists().then_some((r.cell.seed, shown))
+                })
+                .collect();
             variants.push(VariantSummary {
+                reports,
                 name: variant.name.clone(),
                 overrides: variant.overrides.clone(),
                 seeds_finished: per_seed.keys().copied().collect(),
@@ -237,6 +248,11 @@ impl Summary {
                 self.seeds.len()
             );
             table(&mut out, &v.rows);
+            if !v.reports.is_empty() {
+                let links: Vec<String> =
+                    v.reports.iter().map(|(seed, page)| format!("[seed {seed}]({page})")).collect();
+                let _ = writeln!(out, "Run reports: {}.\n", links.join(", "));
+            }
             if !v.gain_over_sft.is_empty() {
                 let _ = writeln!(out, "`{FINAL}` minus `sft` (points, per seed):\n");
                 table(&mut out, &v.gain_over_sft);

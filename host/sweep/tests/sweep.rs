@@ -145,6 +145,13 @@ fn sweep_tables_resume_and_failures() {
     eprintln!("{markdown}");
     assert!(markdown.contains("## Failed runs (left out of every number above)"), "{markdown}");
     assert!(markdown.contains("## Variant `flaky`: 1 of 2 seeds finished"), "{markdown}");
+    // Each finished run's web page is linked, relative to the sweep's directory.
+    assert!(
+        markdown
+            .contains("Run reports: [seed 0](runs/base/seed-0/report.html), [seed 1](runs/base/seed-1/report.html)."),
+        "{markdown}"
+    );
+    assert!(out.join("runs/base/seed-1/report.html").exists());
 
     // Every number of the tables, from the run directories.
     let run = |variant: &str, seed: u64| stage_values(&out.join("runs").join(variant).join(format!("seed-{seed}")));

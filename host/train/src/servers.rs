@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 
 use longrl_config::RolloutConfig;
+use longrl_core::api::{GenerateOutput, GenerationParams};
 use longrl_inference::config::{CorrectionConfig, IsLevel};
 use longrl_inference::correction::correct;
 use longrl_inference::weights::PolicyWeights;
-use longrl_core::api::{GenerateOutput, GenerationParams};
 use longrl_inference::{RemoteRollout, WeightVersion};
 use longrl_rollout::Generator;
 
-use crate::{checkpoint, seeds};
 use crate::trainer::Trainer;
+use crate::{checkpoint, seeds};
 
 pub struct RolloutServers {
     pub(crate) remote: RemoteRollout,

@@ -296,7 +296,8 @@ impl<'a> Trainer<'a> {
     fn evaluate(&mut self, stage: &str) -> anyhow::Result<()> {
         if let Some(hook) = &mut self.eval {
             self.progress.set_message(format!("evaluating after {stage}"));
-            hook(self.c.policy.as_mut(), stage, self.counters.global_step).with_context(|| format!("evaluation after {stage}"))?;
+            hook(self.c.policy.as_mut(), stage, self.counters.global_step)
+                .with_context(|| format!("evaluation after {stage}"))?;
             self.progress.set_message("");
         }
         self.counters.pending_eval = None;

@@ -558,7 +558,12 @@ fn rollout_log_round_trips_with_the_step_metrics() {
         let rewards: Vec<f64> = groups.iter().flat_map(|g| g.rollouts.iter().map(|r| r.reward.unwrap())).collect();
         assert_eq!(rewards.len(), 4 * 8);
         let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
-        assert!((mean - record.values["reward/mean"]).abs() < 1e-12, "step {}: {mean} vs {:?}", record.step, record.values);
+        assert!(
+            (mean - record.values["reward/mean"]).abs() < 1e-12,
+            "step {}: {mean} vs {:?}",
+            record.step,
+            record.values
+        );
         for g in &groups {
             let prompt = log.prompt_of(g).expect("the group's prompt is logged");
             assert_eq!(prompt.ground_truth, "c");
@@ -627,7 +632,8 @@ fn unscored_rollouts_are_masked_counted_and_bounded() {
     }
     // The log shows them unscored (no reward, no advantage), never as 0.
     let log = longrl_report::rollout_log::read(&dir.path().join("rollouts.jsonl")).unwrap();
-    let logged: Vec<_> = log.groups.iter().flat_map(|g| g.rollouts.iter()).filter(|r| r.text.starts_with('a')).collect();
+    let logged: Vec<_> =
+        log.groups.iter().flat_map(|g| g.rollouts.iter()).filter(|r| r.text.starts_with('a')).collect();
     assert_eq!(logged.len() as f64, unscored);
     assert!(logged.iter().all(|r| r.reward.is_none() && r.advantage.is_none() && r.decided_by == "c.unscored"));
 
@@ -644,8 +650,8 @@ fn unscored_rollouts_are_masked_counted_and_bounded() {
 fn base_difficulty_is_scored_before_the_first_phase() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("base_difficulty.jsonl");
-    let outcome = run_with(dir.path(), &rl_only(1), Box::new(StartsWithC), |o| o.base_difficulty = Some(path.clone()))
-        .unwrap();
+    let outcome =
+        run_with(dir.path(), &rl_only(1), Box::new(StartsWithC), |o| o.base_difficulty = Some(path.clone())).unwrap();
     assert_eq!(outcome, Outcome::Finished);
     let text = std::fs::read_to_string(&path).unwrap();
     let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

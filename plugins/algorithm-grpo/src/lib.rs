@@ -59,7 +59,10 @@ impl Component for Grpo {
 impl Algorithm for Grpo {
     fn settings(&self) -> Result<AlgorithmSettings> {
         let c = &self.config;
-        Ok(AlgorithmSettings { needs_reference: c.kl_coef > 0.0, needs_entropy: c.entropy_coef != 0.0 || c.log_entropy })
+        Ok(AlgorithmSettings {
+            needs_reference: c.kl_coef > 0.0,
+            needs_entropy: c.entropy_coef != 0.0 || c.log_entropy,
+        })
     }
 
     /// DAPO's overlong penalty, as in its code: `min(-(len - (max - buffer)) / buffer * factor, 0)`.

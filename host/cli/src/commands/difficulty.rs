@@ -84,7 +84,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .iter()
         .map(|ex| prompt::build(policy.as_ref(), &ex.prompt, budget).with_context(|| format!("example `{}`", ex.id)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let prompts: Vec<RolloutPrompt<'_>> = examples.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
+    let prompts: Vec<RolloutPrompt<'_>> =
+        examples.iter().zip(&built).map(|(ex, b)| RolloutPrompt::new(ex, b)).collect();
     let ids: Vec<&str> = examples.iter().map(|ex| ex.id.as_str()).collect();
     let seed_of_batch = |b: u64| seeds::derive(config.seed, "difficulty", b, 0);
     let mut generator = LocalPolicy::new(policy.as_mut(), &config.policy.name);
@@ -104,7 +105,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let unsolved = rows.iter().filter(|r| r.mean_reward.is_some_and(|m| m <= 0.0)).count();
     let unscored = rows.iter().filter(|r| r.mean_reward.is_none()).count();
     if unscored > 0 {
-        eprintln!("warning: {unscored} example(s) have no scored rollout (the rewards could not decide) and are left out of the file");
+        eprintln!(
+            "warning: {unscored} example(s) have no scored rollout (the rewards could not decide) and are left out of the file"
+        );
     }
     println!(
         "{total} examples scored with {rollouts} rollouts each; {unsolved} never solved; written to {}",

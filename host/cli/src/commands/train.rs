@@ -53,11 +53,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let plugins = global.load_plugins(&config)?;
     let device = longrl_core::device::device_name(config.device.resolve()?);
     let ctx = ComponentContext { run_dir: Some(config.run_dir.clone()), seed: config.seed, device: device.clone() };
-    let base_difficulty = base_difficulty_file(&mut config, !args.dry_run)?;
+    let (sampler_table, base_difficulty) = base_difficulty_file(&config, !args.dry_run)?;
 
     let algorithm = plugins.algorithm(&config.algorithm.name, &config.algorithm.config, &ctx)?;
     let curriculum = plugins.curriculum(&config.curriculum.name, &config.curriculum.config, &ctx)?;
-    let sampler = plugins.sampler(&config.sampler.name, &config.sampler.config, &ctx)?;
+    let sampler = plugins.sampler(&config.sampler.name, &sampler_table, &ctx)?;
     let rewards = RewardSet::from_config(&config.reward, &plugins, &ctx)?;
     let settings = algorithm.settings()?;
     let phases = curriculum.phases()?;
@@ -187,16 +187,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
 /// read from its `difficulty_file`. When the run gives none (and the sampler is not set to learn
 /// difficulty online), the trainer scores the policy as RL starts, after the SFT warm-up, into
 /// `RUN_DIR/base_difficulty.jsonl`, and the sampler is pointed there. A file the run does give must
-/// exist (checked here, before any training).
-fn base_difficulty_file(config: &mut Config, check_given: bool) -> anyhow::Result<Option<PathBuf>> {
+/// exist (checked here, before any training). Returns the sampler's table as the plugin gets it (the
+/// run's config, and the `config.toml` it stores, keep the table as written) and the file to score.
+fn base_difficulty_file(config: &Config, check_given: bool) -> anyhow::Result<(serde_json::Value, Option<PathBuf>)> {
+    let mut sampler = config.sampler.config.clone();
     if config.sampler.name != "retrospective" || !config.train.enabled {
-        return Ok(None);
+        return Ok((sampler, None));
     }
-    if config.sampler.config.is_null() {
-        config.sampler.config = serde_json::json!({});
+    if sampler.is_null() {
+        sampler = serde_json::json!({});
     }
     // Anything but a table is the plugin's to refuse, with its own message.
-    let Some(table) = config.sampler.config.as_object_mut() else { return Ok(None) };
+    let Some(table) = sampler.as_object_mut() else { return Ok((sampler, None)) };
     let online = table.get("difficulty").and_then(|v| v.as_str()) == Some("online");
     match table.get("difficulty_file").filter(|v| !v.is_null()) {
         Some(given) => {
@@ -209,13 +211,13 @@ fn base_difficulty_file(config: &mut Config, check_given: bool) -> anyhow::Resul
                      trainer scores the base model's difficulty when RL starts)"
                 );
             }
-            Ok(None)
+            Ok((sampler, None))
         }
-        None if online => Ok(None),
+        None if online => Ok((sampler, None)),
         None => {
             let path = config.run_dir.join("base_difficulty.jsonl");
             table.insert("difficulty_file".into(), serde_json::json!(path.display().to_string()));
-            Ok(Some(path))
+            Ok((sampler, Some(path)))
         }
     }
 }
